@@ -1,0 +1,34 @@
+# kvnet: everything a fresh machine needs, from this file.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kvnet-setup
+APT_PACKAGES := iproute2 nftables iptables tcpdump iputils-ping iperf3 hping3 netsniff-ng ethtool procps kmod
+
+.PHONY: setup demo test lint bench clean
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "apt-get install $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
+	fi
+	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test,bench]'
+	@touch $(STAMP)
+
+demo: setup
+	$(BIN)/kvnet lab demo
+
+test: setup
+	$(BIN)/ruff check kvnet tests
+	$(BIN)/pytest -q -p no:cacheprovider
+
+bench: setup
+	$(BIN)/kvnet bench api
+	$(BIN)/kvnet bench control
+
+clean:
+	rm -rf $(VENV) build *.egg-info

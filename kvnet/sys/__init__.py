@@ -1,0 +1,1 @@
+"""Thin, checked wrappers around the host's commands (the only place that spawns `ip`, `bridge`, ...)."""
