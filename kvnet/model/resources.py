@@ -96,7 +96,8 @@ class Resource(BaseModel):
         return resource_key(self.kind, self.id)
 
     def ref(self) -> str:
-        return f"{self.kind[:-1]} {self.name or self.id}"
+        """How messages name this resource: its name if it has one, else its id."""
+        return self.name or self.id
 
 
 class CloudConfig(Resource):
@@ -400,14 +401,13 @@ class Router(Resource):
 
 class FloatingIP(Resource):
     kind: ClassVar[str] = "floatingips"
-    server_fields: ClassVar[frozenset[str]] = frozenset({"router_id", "status", "gateway_port_id"})
+    server_fields: ClassVar[frozenset[str]] = frozenset({"router_id", "status"})
 
     floating_network_id: str
     floating_ip_address: str | None = None
     port_id: str | None = None
     fixed_ip_address: str | None = None
     router_id: str | None = None
-    gateway_port_id: str | None = None
     status: Literal["DOWN", "ACTIVE"] = "DOWN"
 
     @field_validator("floating_ip_address", "fixed_ip_address")

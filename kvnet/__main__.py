@@ -1,0 +1,3 @@
+from kvnet.cli.main import app
+
+app()

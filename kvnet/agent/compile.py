@@ -1,0 +1,91 @@
+"""compile(host, model) -> HostPlan: pure, no I/O, no clock.
+
+What one host needs for tenant L2:
+- every network with a VM port on this host gets a bridge and its tunnel (or provider uplink);
+- L2 population: unicast entries for every port of those networks on other hosts, and flood entries
+  only towards the hosts that have ports in the network (never to a host without any);
+- ARP responder: the (ip, mac) of every port of those networks, answered on this host.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from kvnet.agent.model import CloudModel
+from kvnet.agent.plan import (
+    HostPlan,
+    NetworkPlan,
+    PortPlan,
+    RemoteEndpoint,
+    bridge_name,
+    port_device_name,
+    tunnel_name,
+)
+from kvnet.model.resources import Host, Network, Port
+
+# Ports plugged by the hypervisor into the host bridge. SR-IOV (direct/passthrough) bypasses it.
+BRIDGED_VNIC_TYPES = ("normal", "vhost")
+TUNNELED_TYPES = ("vxlan", "gre")
+
+
+def compile_host(host_name: str, model: CloudModel) -> HostPlan:
+    host = model.hosts.get(host_name)
+    if host is None:
+        return HostPlan(host=host_name, tunnel_ip="", l2_population=model.config.l2_population,
+                        arp_responder=model.config.arp_responder)
+    ports_by_network: dict[str, list[Port]] = defaultdict(list)
+    for port in model.ports.values():
+        if port.binding_host and port.binding_host in model.hosts and port.mac_address:
+            ports_by_network[port.network_id].append(port)
+
+    local_ports = sorted(
+        (p for ports in ports_by_network.values() for p in ports
+         if p.binding_host == host_name and p.vnic_type in BRIDGED_VNIC_TYPES),
+        key=lambda p: p.id)
+    networks = []
+    port_plans = []
+    for network_id in sorted({p.network_id for p in local_ports}):
+        network = model.networks.get(network_id)
+        if network is None:
+            continue
+        plan = _network_plan(host, network, ports_by_network[network_id], model)
+        if plan is not None:
+            networks.append(plan)
+    present = {n.network_id: n for n in networks}
+    for port in local_ports:
+        if port.network_id in present:
+            port_plans.append(PortPlan(
+                port_id=port.id, network_id=port.network_id, mac=port.mac_address or "",
+                ips=tuple(port.ips()), device=port_device_name(port.id), mtu=present[port.network_id].mtu,
+                vnic_type=port.vnic_type))
+    return HostPlan(host=host_name, tunnel_ip=host.tunnel_ip, l2_population=model.config.l2_population,
+                    arp_responder=model.config.arp_responder, networks=tuple(networks), ports=tuple(port_plans))
+
+
+def _network_plan(host: Host, network: Network, ports: list[Port], model: CloudModel) -> NetworkPlan | None:
+    uplink = None
+    if network.network_type in ("flat", "vlan"):
+        uplink = host.physnets.get(network.physnet or "")
+        if uplink is None:
+            return None  # this host has no interface on that physnet: nothing it can do
+    tunneled = network.network_type in TUNNELED_TYPES
+    remotes: list[RemoteEndpoint] = []
+    flood: set[str] = set()
+    if tunneled:
+        for port in ports:
+            if port.binding_host == host.name:
+                continue
+            peer = model.hosts[port.binding_host or ""]
+            flood.add(peer.tunnel_ip)
+            if model.config.l2_population:
+                remotes.append(RemoteEndpoint(mac=port.mac_address or "", ips=tuple(port.ips()),
+                                              tunnel_ip=peer.tunnel_ip))
+    arp = ()
+    if model.config.arp_responder:
+        arp = tuple(sorted({(ip, port.mac_address or "") for port in ports for ip in port.ips()
+                            if ":" not in ip}))
+    return NetworkPlan(
+        network_id=network.id, network_type=network.network_type, segmentation_id=network.segmentation_id,
+        mtu=network.mtu or 1500, bridge=bridge_name(network.id),
+        tunnel=tunnel_name(network.id) if tunneled else None, physnet_interface=uplink,
+        flood_to=tuple(sorted(flood)), remotes=tuple(sorted(remotes)), arp_entries=arp)

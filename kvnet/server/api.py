@@ -1,0 +1,113 @@
+"""The REST API: a thin HTTP layer over `Cloud`. OpenAPI at /openapi.json, docs at /docs.
+
+Every kind gets the same five routes under /v1/<kind>; actions that are not plain CRUD (router
+interfaces, agent status, watch) have their own. Errors carry the field and the reason:
+`{"error": {"type": "InvalidInput", "field": "cidr", "message": "..."}}`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.responses import JSONResponse
+
+from kvnet import __version__
+from kvnet.errors import Compacted, KvnetError
+from kvnet.model.resources import RESOURCE_TYPES, CloudConfig
+from kvnet.server.cloud import Cloud
+
+KINDS = [k for k in RESOURCE_TYPES if k != CloudConfig.kind]
+MAX_WATCH_TIMEOUT = 60.0
+
+
+def create_app(cloud: Cloud) -> FastAPI:
+    app = FastAPI(title="kvnet", version=__version__,
+                  description="Network virtualization for small and medium KVM private clouds")
+
+    @app.exception_handler(KvnetError)
+    async def _kvnet_error(_: Request, exc: KvnetError) -> JSONResponse:
+        body: dict[str, Any] = {"error": exc.to_dict()}
+        if isinstance(exc, Compacted):
+            body["compact_revision"] = exc.compact_revision
+        return JSONResponse(status_code=exc.status, content=body)
+
+    @app.get("/healthz", tags=["meta"])
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "version": __version__, "revision": cloud.store.revision()}
+
+    @app.get("/v1/config", tags=["config"])
+    def get_config() -> dict[str, Any]:
+        return cloud.config()
+
+    @app.patch("/v1/config", tags=["config"])
+    def patch_config(changes: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return cloud.set_config(changes)
+
+    for kind in KINDS:
+        _crud_routes(app, cloud, kind)
+
+    @app.put("/v1/routers/{router_id}/add_interface", tags=["routers"])
+    def add_interface(router_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return cloud.router_add_interface(router_id, _required(body, "subnet_id"))
+
+    @app.put("/v1/routers/{router_id}/remove_interface", tags=["routers"])
+    def remove_interface(router_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return cloud.router_remove_interface(router_id, _required(body, "subnet_id"))
+
+    @app.put("/v1/ports/{port_id}/status", tags=["agents"])
+    def port_status(port_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return cloud.set_port_status(port_id, _required(body, "status"), body.get("detail") or {})
+
+    @app.put("/v1/hosts/{name}/heartbeat", tags=["agents"])
+    def heartbeat(name: str, body: dict[str, Any] = Body(default={})) -> dict[str, Any]:
+        return cloud.host_heartbeat(name, body)
+
+    @app.get("/v1/snapshot", tags=["agents"])
+    def snapshot() -> dict[str, Any]:
+        revision, resources = cloud.snapshot()
+        return {"revision": revision, "resources": resources}
+
+    @app.get("/v1/watch", tags=["agents"])
+    def watch(from_revision: int = Query(..., ge=0),
+              timeout: float = Query(30.0, ge=0, le=MAX_WATCH_TIMEOUT)) -> dict[str, Any]:
+        """Long-poll: the changes from `from_revision` on (inclusive), waiting up to `timeout`
+        seconds for the first. 410 when that history is compacted: re-read /v1/snapshot."""
+        events, revision = cloud.events(from_revision, timeout)
+        return {"revision": revision, "events": [e.to_dict() for e in events]}
+
+    return app
+
+
+def _crud_routes(app: FastAPI, cloud: Cloud, kind: str) -> None:
+    tag = [kind]
+
+    def create(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return cloud.create(kind, body)
+
+    def list_(request: Request) -> list[dict[str, Any]]:
+        return cloud.list(kind, dict(request.query_params))
+
+    def show(rid: str) -> dict[str, Any]:
+        return cloud.get(kind, rid)
+
+    def update(rid: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
+        return cloud.update(kind, rid, body)
+
+    def delete(rid: str) -> None:
+        cloud.delete(kind, rid)
+
+    singular = kind[:-1]
+    app.post(f"/v1/{kind}", tags=tag, status_code=201, operation_id=f"create_{singular}")(create)
+    app.get(f"/v1/{kind}", tags=tag, operation_id=f"list_{kind}")(list_)
+    app.get(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"show_{singular}")(show)
+    app.patch(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"update_{singular}")(update)
+    app.delete(f"/v1/{kind}/{{rid}}", tags=tag, status_code=204, operation_id=f"delete_{singular}")(delete)
+
+
+def _required(body: dict[str, Any], field: str) -> Any:
+    from kvnet.errors import InvalidInput
+
+    if not isinstance(body, dict) or field not in body:
+        raise InvalidInput("is required", field=field)
+    return body[field]
