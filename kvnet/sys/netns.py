@@ -48,6 +48,6 @@ def delete_with_prefix(prefix: str) -> list[str]:
 def add_veth(a: str, ns_a: str, b: str, ns_b: str, *, mtu: int | None = None) -> None:
     """A veth pair with end `a` in `ns_a` and end `b` in `ns_b`, both up; never in the root namespace."""
     extra = ["mtu", str(mtu)] if mtu else []
-    run(["ip", "-n", ns_a, "link", "add", a, *extra, "type", "veth", "peer", "name", b, "netns", ns_b])
+    run(["ip", "-n", ns_a, "link", "add", a, *extra, "type", "veth", "peer", "name", b, *extra, "netns", ns_b])
     run(["ip", "-n", ns_a, "link", "set", a, "up"])
     run(["ip", "-n", ns_b, "link", "set", b, "up"])

@@ -1,0 +1,41 @@
+"""LinuxDriver: one level-triggered reconcile pass, observe -> diff -> apply, for one namespace.
+
+It keeps no memory between passes: a fresh instance on an already-programmed host observes kvnet's
+objects (by name prefix + alias) and adopts them without flushing anything.
+"""
+
+from __future__ import annotations
+
+import time
+
+from kvnet.agent.plan import HostPlan
+from kvnet.dataplane import ReconcileResult
+from kvnet.dataplane.linux.apply import apply
+from kvnet.dataplane.linux.diff import ChangeSet, diff
+from kvnet.dataplane.linux.observe import observe
+from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode, render
+
+
+class LinuxDriver:
+    def __init__(self, netns: str | None = None, arp_mode: ArpMode = DEFAULT_ARP_MODE) -> None:
+        self.netns = netns
+        self.arp_mode = arp_mode
+
+    def plan_changes(self, plan: HostPlan) -> ChangeSet:
+        """What the next reconcile would do, without doing it."""
+        return diff(render(plan, self.arp_mode), observe(self.netns))
+
+    def reconcile(self, plan: HostPlan) -> ReconcileResult:
+        start = time.perf_counter()
+        changes = self.plan_changes(plan)
+        errors = apply(changes, self.netns)
+        errors += [f"link {name} exists but is not kvnet's; left alone" for name in changes.conflicts]
+        counts = changes.counts()
+        return ReconcileResult(
+            added=counts["added"], changed=counts["changed"], removed=counts["removed"],
+            missing_ports=tuple(a.owner.removeprefix("port:") for a in changes.missing
+                                if a.owner.startswith("port:")),
+            missing_devices=tuple(a.device for a in changes.missing),
+            errors=tuple(errors),
+            duration_ms=(time.perf_counter() - start) * 1000,
+        )
