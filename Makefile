@@ -3,7 +3,8 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvnet-setup
-APT_PACKAGES := iproute2 nftables iptables tcpdump iputils-ping iperf3 hping3 netsniff-ng ethtool procps kmod
+APT_PACKAGES := iproute2 nftables iptables tcpdump iputils-ping iperf3 hping3 netsniff-ng ethtool procps kmod \
+	libvirt-clients libxml2-utils
 
 .PHONY: setup demo test lint bench clean
 setup: $(STAMP)
