@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ipaddress
 import random
-from collections.abc import Iterator
 
 from kvnet.errors import Conflict, Exhausted, InvalidInput
 from kvnet.model.resources import KEY_PREFIX, CloudConfig, Network, Subnet
@@ -17,6 +16,7 @@ from kvnet.store.txn import Txn
 
 ALLOC = f"{KEY_PREFIX}alloc/"
 MAC_ATTEMPTS = 64
+RANDOM_IP_ATTEMPTS = 8
 
 
 def ip_key(subnet_id: str, ip: str) -> str:
@@ -46,21 +46,40 @@ def claim_ip(txn: Txn, subnet: Subnet, ip: str, owner: str, field: str) -> None:
     txn.put(ip_key(subnet.id, ip), {"owner": owner})
 
 
-def allocate_ip(txn: Txn, subnet: Subnet, owner: str) -> str | None:
-    """The lowest free address of the subnet's pools, or None when they are full."""
-    taken = {k.rsplit("/", 1)[1] for k in txn.keys(f"{ALLOC}ip/{subnet.id}/")}
-    for ip in _pool_addresses(subnet):
-        if ip not in taken:
-            claim_ip(txn, subnet, ip, owner, "fixed_ips")
+def allocate_ip(txn: Txn, subnet: Subnet, owner: str, rng: random.Random | None = None) -> str | None:
+    """A free address of the subnet's pools, or None when they are full.
+
+    A few random picks first (Neutron does the same): each costs one key lookup, so allocation stays
+    O(1) however many ports the subnet has, and concurrent writers rarely pick the same address.
+    Only a nearly full pool falls back to scanning the allocated keys for the lowest free one."""
+    rng = rng or random.SystemRandom()
+    pools = _pool_ranges(subnet)
+    size = sum(end - start + 1 for start, end in pools)
+    for _ in range(RANDOM_IP_ATTEMPTS if size else 0):
+        ip = str(ipaddress.ip_address(_nth_address(pools, rng.randrange(size))))
+        if txn.get(ip_key(subnet.id, ip)) is None:
+            txn.put(ip_key(subnet.id, ip), {"owner": owner})
             return ip
+    taken = {k.rsplit("/", 1)[1] for k in txn.keys(f"{ALLOC}ip/{subnet.id}/")}
+    for start, end in pools:
+        for value in range(start, end + 1):
+            ip = str(ipaddress.ip_address(value))
+            if ip not in taken:
+                claim_ip(txn, subnet, ip, owner, "fixed_ips")
+                return ip
     return None
 
 
-def _pool_addresses(subnet: Subnet) -> Iterator[str]:
-    for pool in subnet.allocation_pools:
-        start, end = int(ipaddress.ip_address(pool.start)), int(ipaddress.ip_address(pool.end))
-        for value in range(start, end + 1):
-            yield str(ipaddress.ip_address(value))
+def _pool_ranges(subnet: Subnet) -> list[tuple[int, int]]:
+    return [(int(ipaddress.ip_address(p.start)), int(ipaddress.ip_address(p.end))) for p in subnet.allocation_pools]
+
+
+def _nth_address(pools: list[tuple[int, int]], index: int) -> int:
+    for start, end in pools:
+        if index <= end - start:
+            return start + index
+        index -= end - start + 1
+    raise IndexError(index)
 
 
 def release_ip(txn: Txn, subnet_id: str, ip: str) -> None:

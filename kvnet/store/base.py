@@ -77,6 +77,10 @@ class Store(ABC):
     def range(self, prefix: str) -> tuple[list[Entry], int]:
         """All entries under `prefix`, sorted by key, read at one revision (returned with them)."""
 
+    def keys(self, prefix: str) -> list[str]:
+        """Just the keys under `prefix` (etcd's keys_only range): allocation scans need no values."""
+        return [e.key for e in self.range(prefix)[0]]
+
     @abstractmethod
     def commit(self, compares: list[Compare], ops: list[Op]) -> int:
         """Apply `ops` atomically if every compare holds; return the new revision.

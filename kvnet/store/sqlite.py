@@ -67,6 +67,12 @@ class SQLiteStore(Store):
                 self._db.execute("COMMIT")
         return [_entry(r) for r in rows], revision
 
+    def keys(self, prefix: str) -> list[str]:
+        with self._lock:
+            rows = self._db.execute("SELECT key FROM kv WHERE key >= ? AND key < ? ORDER BY key",
+                                    (prefix, prefix_end(prefix))).fetchall()
+        return [r[0] for r in rows]
+
     def revision(self) -> int:
         with self._lock:
             return self._meta("revision")

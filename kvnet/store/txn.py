@@ -51,8 +51,7 @@ class Txn:
 
     def keys(self, prefix: str) -> set[str]:
         """Keys under `prefix` (untracked), with this transaction's writes applied."""
-        entries, _ = self.store.range(prefix)
-        keys = {e.key for e in entries}
+        keys = set(self.store.keys(prefix))
         for key, op in self._ops.items():
             if key.startswith(prefix):
                 (keys.add if isinstance(op, Put) else keys.discard)(key)

@@ -1,0 +1,222 @@
+"""The host agent: watch the cloud -> compile -> reconcile -> report port status.
+
+Three threads, one job each:
+- the watcher keeps the in-memory `CloudModel` current (snapshot, then long-poll watch from the next
+  revision; re-snapshot after compaction; back off and retry while the server is away);
+- the device monitor (`ip monitor link`) wakes the loop when the hypervisor creates a port's tap;
+- the main loop reconciles whenever either says something changed, and fully every `resync_interval`.
+
+No kernel write happens before the first snapshot is loaded (an agent that starts while the server is
+down keeps the dataplane exactly as it is), and a reconcile never flushes: it diffs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kvnet import __version__
+from kvnet.agent.compile import compile_host
+from kvnet.agent.model import CloudModel
+from kvnet.agent.plan import HostPlan
+from kvnet.client import Client, ServerUnavailable
+from kvnet.dataplane import Driver, ReconcileResult
+from kvnet.errors import Compacted, KvnetError
+from kvnet.sys.cmd import in_netns
+
+log = logging.getLogger("kvnet.agent")
+WATCH_TIMEOUT = 25.0
+HEARTBEAT_INTERVAL = 10.0
+MAX_BACKOFF = 5.0
+DEBOUNCE = 0.005
+
+
+@dataclass
+class AgentStats:
+    reconciles: int = 0
+    changes: int = 0
+    errors: int = 0
+    last: ReconcileResult | None = None
+    first_seen: dict[str, float] = field(default_factory=dict)
+    reported: dict[str, str] = field(default_factory=dict)
+
+
+class Agent:
+    def __init__(self, host: str, client: Client, driver: Driver, *, resync_interval: float = 30.0,
+                 netns: str | None = None) -> None:
+        self.host = host
+        self.client = client
+        self.driver = driver
+        self.resync_interval = resync_interval
+        self.netns = netns
+        self.stats = AgentStats()
+        self.model: CloudModel | None = None
+        self._lock = threading.Lock()
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self._monitor: subprocess.Popen[str] | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def run(self) -> None:
+        threads = [threading.Thread(target=self._watch_loop, name="watch", daemon=True),
+                   threading.Thread(target=self._device_monitor, name="devices", daemon=True)]
+        for thread in threads:
+            thread.start()
+        try:
+            self._main_loop()
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._dirty.set()
+        if self._monitor and self._monitor.poll() is None:
+            self._monitor.terminate()
+
+    # -- main loop ------------------------------------------------------------------------------
+    def _main_loop(self) -> None:
+        next_resync = time.monotonic()
+        next_heartbeat = time.monotonic()
+        while not self._stop.is_set():
+            self._dirty.wait(timeout=max(0.0, min(next_resync, next_heartbeat) - time.monotonic()))
+            if self._stop.is_set():
+                return
+            now = time.monotonic()
+            if now >= next_heartbeat:
+                self._heartbeat()
+                next_heartbeat = now + HEARTBEAT_INTERVAL
+            if not self._dirty.is_set() and now < next_resync:
+                continue
+            time.sleep(DEBOUNCE)  # let a burst of events land in one pass
+            self._dirty.clear()
+            if self.reconcile_once() is not None:
+                next_resync = time.monotonic() + self.resync_interval
+
+    def reconcile_once(self) -> ReconcileResult | None:
+        with self._lock:
+            if self.model is None:
+                return None  # not in sync yet: touch nothing
+            plan = compile_host(self.host, self.model)
+            self._note_new_ports(plan)
+        result = self.driver.reconcile(plan)
+        self.stats.reconciles += 1
+        self.stats.changes += result.total_changes
+        self.stats.last = result
+        if result.errors:
+            self.stats.errors += 1
+            log.warning("reconcile left %d error(s), retrying at next pass: %s", len(result.errors),
+                        "; ".join(result.errors[:3]))
+            self._dirty.set()
+        elif result.total_changes:
+            log.info("reconciled in %.1f ms: +%s ~%s -%s", result.duration_ms, result.added, result.changed,
+                     result.removed)
+        self._report_ports(plan, result)
+        return result
+
+    def _note_new_ports(self, plan: HostPlan) -> None:
+        now = time.monotonic()
+        for port in plan.ports:
+            self.stats.first_seen.setdefault(port.port_id, now)
+
+    def _report_ports(self, plan: HostPlan, result: ReconcileResult) -> None:
+        """ACTIVE once a port's device is wired (with how long it took), DOWN if its device vanished."""
+        assert self.model is not None
+        missing = set(result.missing_ports)
+        for port in plan.ports:
+            want = "DOWN" if port.port_id in missing else "ACTIVE"
+            stored = self.model.ports.get(port.port_id)
+            if stored is None or self.stats.reported.get(port.port_id) == want:
+                continue
+            if stored.status == want or (want == "DOWN" and stored.status != "ACTIVE"):
+                self.stats.reported[port.port_id] = want
+                continue
+            detail: dict[str, Any] = {"host": self.host}
+            if want == "ACTIVE":
+                first = self.stats.first_seen.get(port.port_id, time.monotonic())
+                detail["wired_ms"] = round((time.monotonic() - first) * 1000, 1)
+            try:
+                self.client.set_port_status(port.port_id, want, detail)
+                self.stats.reported[port.port_id] = want
+            except KvnetError as exc:
+                log.warning("could not report port %s %s: %s", port.port_id, want, exc)
+        live = {p.port_id for p in plan.ports}
+        for gone in set(self.stats.reported) - live:
+            del self.stats.reported[gone]
+            self.stats.first_seen.pop(gone, None)
+
+    def _heartbeat(self) -> None:
+        last = self.stats.last
+        info = {"pid": os.getpid(), "version": __version__, "reconciles": self.stats.reconciles,
+                "revision": self.model.revision if self.model else None,
+                "last_reconcile_ms": round(last.duration_ms, 1) if last else None}
+        try:
+            self.client.heartbeat(self.host, info)
+        except KvnetError as exc:
+            log.debug("heartbeat failed: %s", exc)
+
+    # -- watcher --------------------------------------------------------------------------------
+    def _watch_loop(self) -> None:
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                if self.model is None:
+                    self._load_snapshot()
+                self._watch_once()
+                backoff = 0.1
+            except Compacted:
+                log.info("watch history compacted; re-listing")
+                self._load_snapshot()
+            except (ServerUnavailable, KvnetError) as exc:
+                log.warning("server unavailable (%s); keeping the dataplane, retrying in %.1fs", exc, backoff)
+                self._stop.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+
+    def _load_snapshot(self) -> None:
+        model = CloudModel.from_snapshot(self.client.snapshot())
+        with self._lock:
+            self.model = model
+        log.info("loaded the cloud at revision %d", model.revision)
+        self._dirty.set()
+
+    def _watch_once(self) -> None:
+        assert self.model is not None
+        answer = self.client.watch(self.model.revision + 1, timeout=WATCH_TIMEOUT)
+        if not answer["events"]:
+            return
+        with self._lock:
+            for event in answer["events"]:
+                self.model.apply_event(event)
+        self._dirty.set()
+
+    # -- device monitor -------------------------------------------------------------------------
+    def _device_monitor(self) -> None:
+        """Wake the loop when a port device appears or goes away (the hypervisor plugs VMs)."""
+        argv = ["ip", "-n", self.netns, "-o", "monitor", "link"] if self.netns else \
+            in_netns(["ip", "-o", "monitor", "link"], None)
+        while not self._stop.is_set():
+            self._monitor = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, stderr=subprocess.DEVNULL)
+            assert self._monitor.stdout is not None
+            for line in self._monitor.stdout:
+                if "kvt-" in line:
+                    self._dirty.set()
+            self._monitor.wait()
+            self._stop.wait(1.0)
+
+
+def run_agent(host: str, server_url: str | None, resync_interval: float, netns: str | None) -> None:
+    from kvnet.dataplane.linux import LinuxDriver
+
+    logging.basicConfig(level=os.environ.get("KVNET_LOG", "INFO"),
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    agent = Agent(host, Client(server_url, timeout=WATCH_TIMEOUT + 10), LinuxDriver(netns),
+                  resync_interval=resync_interval, netns=netns)
+    signal.signal(signal.SIGTERM, lambda *_: agent.stop())
+    signal.signal(signal.SIGINT, lambda *_: agent.stop())
+    log.info("agent for host %s started (server %s)", host, agent.client.url)
+    agent.run()
