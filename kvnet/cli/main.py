@@ -5,10 +5,12 @@ from __future__ import annotations
 import typer
 
 from kvnet.cli import daemons, resources
+from kvnet.cli.common import root_options
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="kvnet: network virtualization for small and medium KVM private clouds.")
 
+app.callback()(root_options)
 daemons.register(app)
 resources.register(app)
 
