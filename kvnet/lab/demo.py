@@ -23,7 +23,7 @@ from kvnet.lab import names as n
 from kvnet.lab.lab import Lab
 from kvnet.lab.probe import UnderlayCapture, ping_until
 from kvnet.lab.spec import default_spec
-from kvnet.lab.vm import create_vm
+from kvnet.lab.vm import create_vm, nic_up
 from kvnet.sys.cmd import in_netns
 
 Progress = Callable[[str], None]
@@ -31,7 +31,7 @@ CONVERGE_DEADLINE_S = 10.0
 TENANTS = (("blue", "10.10.0.0/24", 10), ("red", "10.10.0.0/24", 20))
 
 
-@dataclass
+@dataclass(frozen=True)
 class DemoVM:
     name: str
     host: str
@@ -106,7 +106,7 @@ def _scenario(lab: Lab, client: Client, progress: Progress) -> DemoResult:
     progress(f"reachability matrix over {len(result.vms)} VMs, capturing the underlay")
     with UnderlayCapture(lab, "arp and ether broadcast") as capture:
         outcome = ping_matrix(lab, result.vms)
-    result.underlay_arp_broadcasts = capture.count()
+    result.underlay_arp_broadcasts = capture.count
     for (src, dst), ok in outcome.items():
         same = src.network == dst.network
         pair = (src.name, dst.name)
@@ -124,12 +124,27 @@ def _host_ip(cidr: str, offset: int) -> Any:
 
 
 def boot_vm(lab: Lab, client: Client, vm: DemoVM) -> dict[str, Any]:
-    """What a hypervisor does: a port bound to the host, then the VM with its NIC on that port."""
+    """What Nova does: a port bound to the host, the VM created paused with its NIC on that port, and
+    resumed once the agent reports the port ACTIVE (Neutron's vif-plugged event)."""
     network = client.find("networks", vm.network)
     port = client.create("ports", {"name": vm.name, "network_id": network["id"], "binding_host": vm.host,
                                    "project_id": network["project_id"], "fixed_ips": [{"ip_address": vm.ip}]})
     subnet = client.get("subnets", port["fixed_ips"][0]["subnet_id"])
-    return create_vm(lab, vm.name, vm.host, port, subnet, network["mtu"])
+    record = create_vm(lab, vm.name, vm.host, port, subnet, network["mtu"], nic_up=False)
+    wait_port_active(client, port["id"], CONVERGE_DEADLINE_S)
+    nic_up(lab, vm.name)
+    return record
+
+
+def wait_port_active(client: Client, port_id: str, deadline_s: float) -> dict[str, Any]:
+    end = time.monotonic() + deadline_s
+    while True:
+        port = client.get("ports", port_id)
+        if port["status"] == "ACTIVE":
+            return port
+        if time.monotonic() > end:
+            raise TimeoutError(f"port {port_id} not ACTIVE after {deadline_s}s (status {port['status']})")
+        time.sleep(0.01)
 
 
 def ping_matrix(lab: Lab, vms: list[DemoVM]) -> dict[tuple[DemoVM, DemoVM], bool]:

@@ -1,0 +1,139 @@
+"""Looking at a running lab: run commands in hosts, ping from VMs, capture on the underlay switch."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import re
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+
+from kvnet.lab import names as n
+from kvnet.lab.lab import Lab, LabError
+from kvnet.lab.procs import POLL_S
+from kvnet.sys.cmd import in_netns, run
+
+PACKET_LINE = re.compile(r"^\d+\.\d+ ")  # tcpdump -tt: every packet line starts with epoch seconds
+_capture_ids = itertools.count(1)
+
+
+def host_exec(lab: Lab, host: str, argv: Sequence[str], *, check: bool = True,
+              timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return run(argv, netns=lab.host_ns(host), check=check, timeout=timeout)
+
+
+def _vm_ns(lab: Lab, vm: str) -> str:
+    if vm not in lab.vms():
+        raise LabError(f"lab {lab.name} has no VM {vm!r}")
+    return n.vm_ns(lab.name, vm)
+
+
+def ping(lab: Lab, vm: str, ip: str, count: int = 1, timeout: float = 1, size: int | None = None,
+         dont_fragment: bool = False) -> bool:
+    """True if `vm` got at least one echo reply from `ip`. `size` is the ICMP payload (ping -s);
+    `dont_fragment` sets DF (ping -M do), so an oversized packet fails instead of fragmenting."""
+    argv = ["ping", "-n", "-q", "-c", str(count), "-W", str(timeout)]
+    if count > 1:
+        argv += ["-i", "0.05"]
+    if size is not None:
+        argv += ["-s", str(size)]
+    if dont_fragment:
+        argv += ["-M", "do"]
+    proc = run([*argv, ip], netns=_vm_ns(lab, vm), check=False, timeout=count * (timeout + 0.1) + 5)
+    return proc.returncode == 0
+
+
+def ping_until(lab: Lab, vm: str, ip: str, deadline_s: float) -> float | None:
+    """Milliseconds from now until `vm` gets its first echo reply from `ip`; None if none by the deadline.
+
+    One ping process sends a request every 20 ms and exits at the first reply (resolution 20 ms).
+    """
+    argv = in_netns(["ping", "-n", "-q", "-c", "1", "-i", "0.02", "-w", str(math.ceil(deadline_s)), ip],
+                    _vm_ns(lab, vm))
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=deadline_s)
+    except subprocess.TimeoutExpired:
+        return None
+    return (time.monotonic() - start) * 1000 if proc.returncode == 0 else None
+
+
+class UnderlayCapture:
+    """tcpdump on the underlay switch (`<lab>-ul`, br-ul) while the block runs; count matching frames.
+
+        with UnderlayCapture(lab, "arp and ether broadcast") as cap:
+            ...
+        cap.count
+
+    Ready (tcpdump printed "listening on") when `__enter__` returns; supervised like any lab process
+    (so `down` stops it even if the caller crashed) and stopped by process group on exit.
+    """
+
+    def __init__(self, lab: Lab, bpf_filter: str, *, interface: str = n.UL_BRIDGE,
+                 ready_timeout: float = 10.0) -> None:
+        self.lab = lab
+        self.bpf_filter = bpf_filter
+        self.interface = interface
+        self.ready_timeout = ready_timeout
+        self.name = f"capture-{os.getpid()}-{next(_capture_ids)}"
+        self._lines: list[str] | None = None  # set when stopped
+        self._log: Path | None = None
+
+    def __enter__(self) -> UnderlayCapture:
+        argv = ["tcpdump", "-i", self.interface, "-n", "-e", "-tt", "-l", "--immediate-mode",
+                *self.bpf_filter.split()]
+        rec = self.lab.procs.start(self.name, argv, netns=n.ul_ns(self.lab.name))
+        self._log = Path(rec.log)
+        deadline = time.monotonic() + self.ready_timeout
+        while "listening on" not in self._read():
+            if not self.lab.procs.alive(self.name):
+                raise LabError(f"tcpdump {self.bpf_filter!r} failed:\n{self._read()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"tcpdump not listening after {self.ready_timeout}s")
+            time.sleep(POLL_S)
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _read(self) -> str:
+        try:
+            return self._log.read_text(errors="replace") if self._log else ""
+        except FileNotFoundError:
+            return ""
+
+    def lines(self) -> list[str]:
+        """The captured frames, one tcpdump line each (with -e: MAC addresses first)."""
+        if self._lines is not None:
+            return self._lines
+        return self._parse()
+
+    @property
+    def count(self) -> int:
+        return len(self.lines())
+
+    def wait_for(self, count: int, deadline_s: float) -> bool:
+        """Poll until at least `count` frames were captured or the deadline passed."""
+        end = time.monotonic() + deadline_s
+        while self.count < count:
+            if time.monotonic() > end:
+                return False
+            time.sleep(POLL_S)
+        return True
+
+    def stop(self) -> int:
+        if self._lines is None:
+            self.lab.procs.stop(self.name)
+            self._lines = self._parse()
+            if self._log:
+                self._log.unlink(missing_ok=True)
+        return len(self._lines)
+
+    def _parse(self) -> list[str]:
+        return [line for line in self._read().splitlines() if PACKET_LINE.match(line)]

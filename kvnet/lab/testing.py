@@ -1,0 +1,53 @@
+"""Helpers for tests that need a lab: unique names, temporary lab roots, guaranteed cleanup."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from kvnet.lab import names as n
+from kvnet.lab.lab import Lab
+from kvnet.lab.spec import LabSpec, default_spec
+from kvnet.sys import netns
+
+TEST_PREFIX = "kvtL"
+
+
+def unique_lab_name() -> str:
+    """`kvtL` + 4 random hex digits: 8 characters, unique across concurrent test runs."""
+    return f"{TEST_PREFIX}{secrets.token_hex(2)}"
+
+
+@contextlib.contextmanager
+def temp_root() -> Iterator[Path]:
+    """A short directory under /tmp (unix socket paths must stay under 108 bytes), removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=TEST_PREFIX, dir="/tmp"))
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def force_clean(lab: Lab) -> None:
+    """Down, then make sure: no namespace of the lab survives even if `down` itself failed."""
+    try:
+        lab.down()
+    finally:
+        netns.delete_with_prefix(n.prefix(lab.name))
+
+
+@contextlib.contextmanager
+def running_lab(spec: LabSpec | None = None, *, hosts: int = 3) -> Iterator[Lab]:
+    """A lab with a unique name in a temporary root; removed completely afterwards, also on failure."""
+    spec = spec or default_spec(unique_lab_name(), hosts)
+    with temp_root() as root:
+        lab = Lab(spec.name, root)
+        try:
+            lab.up(spec)
+            yield lab
+        finally:
+            force_clean(lab)
