@@ -41,13 +41,13 @@ def force_clean(lab: Lab) -> None:
 
 
 @contextlib.contextmanager
-def running_lab(spec: LabSpec | None = None, *, hosts: int = 3) -> Iterator[Lab]:
+def running_lab(spec: LabSpec | None = None, *, hosts: int = 3, control_plane: bool = False) -> Iterator[Lab]:
     """A lab with a unique name in a temporary root; removed completely afterwards, also on failure."""
     spec = spec or default_spec(unique_lab_name(), hosts)
     with temp_root() as root:
         lab = Lab(spec.name, root)
         try:
-            lab.up(spec)
+            lab.up(spec, control_plane=control_plane)
             yield lab
         finally:
             force_clean(lab)
