@@ -82,7 +82,14 @@ def config_app() -> typer.Typer:
     return app
 
 
+def port_commands(sub: typer.Typer) -> None:
+    from kvnet.cli.sriov import libvirt_xml
+
+    sub.command("libvirt-xml")(libvirt_xml)
+
+
 EXTRA: dict[str, Callable[[typer.Typer], None]] = {
+    "ports": port_commands,
     "routers": router_commands,
     "floatingips": floatingip_commands,
 }
