@@ -7,10 +7,11 @@ interfaces, agent status, watch) have their own. Errors carry the field and the 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from fastapi import Body, FastAPI, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from kvnet import __version__
 from kvnet.errors import Compacted, KvnetError
@@ -79,20 +80,26 @@ def create_app(cloud: Cloud) -> FastAPI:
     return app
 
 
+def _json(data: Any, status_code: int = 200) -> Response:
+    """Resources are plain JSON already: skip FastAPI's generic encoder (a third of a create's cost)."""
+    return Response(json.dumps(data, separators=(",", ":")), status_code=status_code,
+                    media_type="application/json")
+
+
 def _crud_routes(app: FastAPI, cloud: Cloud, kind: str) -> None:
     tag = [kind]
 
-    def create(body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return cloud.create(kind, body)
+    def create(body: dict[str, Any] = Body(...)) -> Response:
+        return _json(cloud.create(kind, body), 201)
 
-    def list_(request: Request) -> list[dict[str, Any]]:
-        return cloud.list(kind, dict(request.query_params))
+    def list_(request: Request) -> Response:
+        return _json(cloud.list(kind, dict(request.query_params)))
 
-    def show(rid: str) -> dict[str, Any]:
-        return cloud.get(kind, rid)
+    def show(rid: str) -> Response:
+        return _json(cloud.get(kind, rid))
 
-    def update(rid: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return cloud.update(kind, rid, body)
+    def update(rid: str, body: dict[str, Any] = Body(...)) -> Response:
+        return _json(cloud.update(kind, rid, body))
 
     def delete(rid: str) -> None:
         cloud.delete(kind, rid)
