@@ -14,7 +14,7 @@ from fastapi import Body, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, Response
 
 from kvnet import __version__
-from kvnet.errors import Compacted, KvnetError
+from kvnet.errors import Compacted, InvalidInput, KvnetError
 from kvnet.model.resources import RESOURCE_TYPES, CloudConfig
 from kvnet.server.cloud import Cloud
 
@@ -89,32 +89,43 @@ def _json(data: Any, status_code: int = 200) -> Response:
 def _crud_routes(app: FastAPI, cloud: Cloud, kind: str) -> None:
     tag = [kind]
 
-    def create(body: dict[str, Any] = Body(...)) -> Response:
-        return _json(cloud.create(kind, body), 201)
+    # CRUD runs on the event loop: a store write takes about a millisecond and SQLite serialises
+    # writes anyway, while a hop to the thread pool cost more than that (measured: server CPU per
+    # create 2.0 ms threaded vs 1.35 ms inline). Only the long-polling watch uses threads.
+    async def create(request: Request) -> Response:
+        return _json(cloud.create(kind, await _body(request)), 201)
 
-    def list_(request: Request) -> Response:
+    async def list_(request: Request) -> Response:
         return _json(cloud.list(kind, dict(request.query_params)))
 
-    def show(rid: str) -> Response:
+    async def show(rid: str) -> Response:
         return _json(cloud.get(kind, rid))
 
-    def update(rid: str, body: dict[str, Any] = Body(...)) -> Response:
-        return _json(cloud.update(kind, rid, body))
+    async def update(rid: str, request: Request) -> Response:
+        return _json(cloud.update(kind, rid, await _body(request)))
 
-    def delete(rid: str) -> None:
+    async def delete(rid: str) -> None:
         cloud.delete(kind, rid)
 
     singular = kind[:-1]
-    app.post(f"/v1/{kind}", tags=tag, status_code=201, operation_id=f"create_{singular}")(create)
+    body_doc = {"requestBody": {"required": True, "content": {"application/json": {
+        "schema": RESOURCE_TYPES[kind].model_json_schema()}}}}
+    app.post(f"/v1/{kind}", tags=tag, status_code=201, operation_id=f"create_{singular}",
+             openapi_extra=body_doc)(create)
     app.get(f"/v1/{kind}", tags=tag, operation_id=f"list_{kind}")(list_)
     app.get(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"show_{singular}")(show)
-    app.patch(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"update_{singular}")(update)
+    app.patch(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"update_{singular}", openapi_extra=body_doc)(update)
     app.delete(f"/v1/{kind}/{{rid}}", tags=tag, status_code=204, operation_id=f"delete_{singular}")(delete)
 
 
-def _required(body: dict[str, Any], field: str) -> Any:
-    from kvnet.errors import InvalidInput
+async def _body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except ValueError as exc:
+        raise InvalidInput(f"the request body is not JSON: {exc}") from None
 
+
+def _required(body: dict[str, Any], field: str) -> Any:
     if not isinstance(body, dict) or field not in body:
         raise InvalidInput("is required", field=field)
     return body[field]
