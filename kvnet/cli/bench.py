@@ -49,3 +49,42 @@ def control(ports: int = typer.Option(50, help="ports for the convergence measur
 
     data = bench_control.run_control_bench(ports, entries, repeats, _progress)
     _finish("control", data, bench_control.markdown(data), as_json, out)
+
+
+def _csv(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@app.command()
+def dataplane(paths: str = typer.Option(None, help="comma-separated paths (default: all); see --list"),
+              sizes: str = typer.Option("64,1518", help="frame sizes in bytes"),
+              seconds: float = typer.Option(2.0, help="measurement window per sample"),
+              repeats: int = typer.Option(3), loads: str = typer.Option("0,30,60,90", help="host CPU load %"),
+              list_paths: bool = typer.Option(False, "--list", help="list the known paths and exit"),
+              as_json: bool = typer.Option(False, "--json"),
+              out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:
+    """Packets/s, loss and RTT per path (veth baseline, hand-built references, kvnet's paths) -> table + plots."""
+    from kvnet.bench.dataplane import base
+    from kvnet.bench.dataplane.run import DEFAULT_PATHS, run_and_save
+    from kvnet.bench.report import report
+
+    if list_paths:
+        for name in base.names():
+            path = base.get(name)
+            print(f"{name:<14} {path.description}" + (f" (reference: {path.reference})" if path.reference else ""))
+        return
+    data = run_and_save(_csv(paths) if paths else DEFAULT_PATHS, [int(s) for s in _csv(sizes)], seconds, repeats,
+                        [float(x) for x in _csv(loads)], progress=_progress, dir=str(out))
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        report(out)
+
+
+@app.command("report")
+def report_command(out: Path = typer.Option(DEFAULT_DIR, help="results directory"),
+                   plots: bool = typer.Option(True, help="also write the PNG plots")) -> None:
+    """Render the latest dataplane results: terminal table, PNG plots and markdown under the results dir."""
+    from kvnet.bench.report import report
+
+    report(out, plots=plots)

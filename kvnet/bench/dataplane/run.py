@@ -14,6 +14,7 @@ from contextlib import ExitStack
 from typing import Any
 
 from kvnet.bench.dataplane import base, latency
+from kvnet.bench.dataplane import kvnet_paths as _kvnet_paths  # registers the paths kvnet builds
 from kvnet.bench.dataplane import paths as _paths  # registers the hand-built paths
 from kvnet.bench.dataplane.aggregate import BASELINE, Sample, aggregate
 from kvnet.bench.dataplane.generators import Generator, Trafgen
@@ -21,7 +22,7 @@ from kvnet.bench.dataplane.load import cpu_load as background_load
 from kvnet.bench.dataplane.measure import measure
 
 Progress = Callable[[str], None]
-DEFAULT_PATHS = _paths.DEFAULT_PATHS
+DEFAULT_PATHS = (*_paths.DEFAULT_PATHS, _kvnet_paths.KVNET_BRIDGE.name, _kvnet_paths.KVNET_VXLAN.name)
 DEFAULT_LOADS = (0, 30, 60, 90)
 
 

@@ -1,0 +1,19 @@
+"""kvnet's own dataplane paths in the pps harness: built through the API and agents, measured next to
+their hand-built reference, and torn down completely."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvnet.bench.dataplane.run import run_dataplane_bench
+from kvnet.sys import netns
+
+pytestmark = pytest.mark.root
+
+
+def test_kvnet_vxlan_path_is_measured_against_its_reference_and_removed() -> None:
+    entries = run_dataplane_bench(["vxlan", "kvnet-vxlan"], sizes=(64,), seconds=0.5, repeats=1, ping_count=10)
+    kvnet = next(e for e in entries if e["path"] == "kvnet-vxlan")
+    assert kvnet["reference"] == "vxlan" and kvnet["pps"] > 1000 and kvnet["loss"] < 0.05
+    assert kvnet["ratio_to_reference"] is not None and kvnet["ratio_to_reference"] > 0
+    assert netns.list_with_prefix("kb") == [] and netns.list_with_prefix("kvbd") == []
