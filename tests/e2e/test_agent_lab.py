@@ -5,13 +5,15 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
 import pytest
 
 from kvnet.client import Client
+from kvnet.errors import NotFound
 from kvnet.lab import control
 from kvnet.lab import names as n
-from kvnet.lab.demo import DemoVM, boot_vm, ping_matrix, wait_port_active
+from kvnet.lab.demo import DemoVM, boot_vm, ping_matrix
 from kvnet.lab.lab import Lab
 from kvnet.lab.probe import UnderlayCapture, ping, ping_until
 from kvnet.lab.testing import running_lab
@@ -43,6 +45,24 @@ def nets(client: Client) -> dict[str, str]:
     return ids
 
 
+@contextmanager
+def booted(lab: Lab, client: Client, *vms: DemoVM) -> Iterator[None]:
+    """Boot VMs through the API; always remove them (VM and port) afterwards."""
+    try:
+        for vm in vms:
+            boot_vm(lab, client, vm)
+        yield
+    finally:
+        for vm in vms:
+            remove_vm(lab, client, vm)
+
+
+def remove_vm(lab: Lab, client: Client, vm: DemoVM) -> None:
+    delete_vm(lab, vm.name)
+    with suppress(NotFound):
+        client.delete("ports", client.find("ports", vm.name)["id"])
+
+
 def kvnet_objects(lab: Lab, host: str, needle: str) -> list[str]:
     """Lines of the host's FDB and permanent neighbours that mention `needle` (a MAC or an IP)."""
     ns = n.host_ns(lab.name, host)
@@ -54,9 +74,7 @@ def kvnet_objects(lab: Lab, host: str, needle: str) -> list[str]:
 def test_reachability_isolation_and_no_arp_on_the_underlay(lab: Lab, client: Client, nets: dict[str, str]) -> None:
     vms = [DemoVM(f"m{t[0]}{i}", f"h{i}", f"{t}-net", f"10.10.0.{base + i}")
            for t, base in (("blue", 10), ("red", 20)) for i in (1, 2, 3)]
-    for vm in vms:
-        boot_vm(lab, client, vm)
-    try:
+    with booted(lab, client, *vms):
         with UnderlayCapture(lab, "arp and ether broadcast") as capture:
             outcome = ping_matrix(lab, vms)
         wrong = [(a.name, b.name) for (a, b), ok in outcome.items() if ok != (a.network == b.network)]
@@ -65,17 +83,11 @@ def test_reachability_isolation_and_no_arp_on_the_underlay(lab: Lab, client: Cli
         for vm in vms:
             port = client.find("ports", vm.name)
             assert port["status"] == "ACTIVE" and port["status_detail"]["host"] == vm.host
-    finally:
-        for vm in vms:
-            delete_vm(lab, vm.name)
-            client.delete("ports", client.find("ports", vm.name)["id"])
 
 
 def test_agent_restart_during_continuous_ping_loses_nothing(lab: Lab, client: Client, nets: dict[str, str]) -> None:
     a, b = DemoVM("ra", "h1", "blue-net", "10.10.0.31"), DemoVM("rb", "h2", "blue-net", "10.10.0.32")
-    for vm in (a, b):
-        boot_vm(lab, client, vm)
-    try:
+    with booted(lab, client, a, b):
         assert ping_until(lab, a.name, b.ip, 5) is not None
         pinger = subprocess.Popen(in_netns(["ping", "-i", "0.02", "-c", "250", "-W", "1", b.ip],
                                            n.vm_ns(lab.name, a.name)), stdout=subprocess.PIPE, text=True)
@@ -87,59 +99,35 @@ def test_agent_restart_during_continuous_ping_loses_nothing(lab: Lab, client: Cl
         sent, received = map(int, re.search(r"(\d+) packets transmitted, (\d+) received", out).groups())
         assert sent == 250 and received == 250, out
         # The restarted agent adopted the state and still serves new ports.
-        c = DemoVM("rc", "h2", "blue-net", "10.10.0.33")
-        boot_vm(lab, client, c)
-        assert ping_until(lab, a.name, c.ip, 5) is not None
-        delete_vm(lab, c.name)
-        client.delete("ports", client.find("ports", c.name)["id"])
-    finally:
-        for vm in (a, b):
-            delete_vm(lab, vm.name)
-            client.delete("ports", client.find("ports", vm.name)["id"])
+        with booted(lab, client, c := DemoVM("rc", "h2", "blue-net", "10.10.0.33")):
+            assert ping_until(lab, a.name, c.ip, 5) is not None
 
 
 def test_delete_and_move_leave_nothing_behind_and_the_ip_is_reused_at_once(
         lab: Lab, client: Client, nets: dict[str, str]) -> None:
     anchor = DemoVM("da", "h1", "blue-net", "10.10.0.41")
     old = DemoVM("dold", "h2", "blue-net", "10.10.0.42")
-    for vm in (anchor, old):
-        boot_vm(lab, client, vm)
-    old_mac = client.find("ports", old.name)["mac_address"]
-    assert kvnet_objects(lab, "h1", old_mac), "h1 should know the remote port through L2 population"
-    delete_vm(lab, old.name)
-    client.delete("ports", client.find("ports", old.name)["id"])
     new = DemoVM("dnew", "h3", "blue-net", old.ip)
-    boot_vm(lab, client, new)
-    try:
-        assert ping_until(lab, anchor.name, new.ip, 3) is not None, "the reused IP must be reachable at once"
-        for host in ("h1", "h3"):
-            assert kvnet_objects(lab, host, old_mac) == [], f"stale entries for the deleted port on {host}"
-        # h2 has no port of blue-net left: its bridge and tunnel are gone too.
-        links = run(["ip", "-n", n.host_ns(lab.name, "h2"), "-o", "link", "show"]).stdout
-        assert "kvb-" not in links and "kvx-" not in links, links
-    finally:
-        for vm in (anchor, new):
-            delete_vm(lab, vm.name)
-            client.delete("ports", client.find("ports", vm.name)["id"])
+    with booted(lab, client, anchor):
+        with booted(lab, client, old):
+            old_mac = client.find("ports", old.name)["mac_address"]
+            assert kvnet_objects(lab, "h1", old_mac), "h1 should know the remote port through L2 population"
+        with booted(lab, client, new):
+            assert ping_until(lab, anchor.name, new.ip, 3) is not None, "the reused IP must be reachable at once"
+            for host in ("h1", "h3"):
+                assert kvnet_objects(lab, host, old_mac) == [], f"stale entries for the deleted port on {host}"
+            # h2 has no port of blue-net left: its bridge and tunnel are gone too.
+            links = run(["ip", "-n", n.host_ns(lab.name, "h2"), "-o", "link", "show"]).stdout
+            assert "kvb-" not in links and "kvx-" not in links, links
 
 
 def test_dataplane_survives_the_server_being_down(lab: Lab, client: Client, nets: dict[str, str]) -> None:
     a, b = DemoVM("sa", "h1", "red-net", "10.10.0.51"), DemoVM("sb", "h3", "red-net", "10.10.0.52")
-    for vm in (a, b):
-        boot_vm(lab, client, vm)
-    try:
+    with booted(lab, client, a, b):
         assert lab.procs.stop(control.SERVER)
         assert ping(lab, a.name, b.ip, count=20, timeout=1)
         out = run(in_netns(["ping", "-i", "0.02", "-c", "100", "-W", "1", b.ip], n.vm_ns(lab.name, a.name))).stdout
         assert " 0% packet loss" in out, out
         control.start_server(lab)
-        c = DemoVM("sc", "h2", "red-net", "10.10.0.53")
-        port = boot_vm(lab, client, c)
-        wait_port_active(client, port["port_id"], 10)
-        assert ping_until(lab, a.name, c.ip, 5) is not None, "agents reconnect and converge after the outage"
-        delete_vm(lab, c.name)
-        client.delete("ports", client.find("ports", c.name)["id"])
-    finally:
-        for vm in (a, b):
-            delete_vm(lab, vm.name)
-            client.delete("ports", client.find("ports", vm.name)["id"])
+        with booted(lab, client, c := DemoVM("sc", "h2", "red-net", "10.10.0.53")):
+            assert ping_until(lab, a.name, c.ip, 5) is not None, "agents reconnect and converge after the outage"
