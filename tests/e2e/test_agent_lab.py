@@ -83,6 +83,14 @@ def test_reachability_isolation_and_no_arp_on_the_underlay(lab: Lab, client: Cli
         for vm in vms:
             port = client.find("ports", vm.name)
             assert port["status"] == "ACTIVE" and port["status_detail"]["host"] == vm.host
+        # A VM that forges a static neighbour entry (another network's IP -> that VM's real MAC) still
+        # cannot reach it: the frame stays in its own network's bridge and VNI.
+        blue = vms[0]
+        for red in (vms[3], vms[4]):  # same host as blue, and another host
+            red_mac = client.find("ports", red.name)["mac_address"]
+            ns = n.vm_ns(lab.name, blue.name)
+            run(["ip", "neigh", "replace", red.ip, "lladdr", red_mac, "dev", "eth0", "nud", "permanent"], netns=ns)
+            assert not ping(lab, blue.name, red.ip, count=2, timeout=1), f"{blue.name} reached {red.name}"
 
 
 def test_agent_restart_during_continuous_ping_loses_nothing(lab: Lab, client: Client, nets: dict[str, str]) -> None:
