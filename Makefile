@@ -4,17 +4,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvnet-setup
 APT_PACKAGES := iproute2 nftables iptables tcpdump iputils-ping iperf3 hping3 netsniff-ng ethtool procps kmod \
-	libvirt-clients libxml2-utils
+	libvirt-clients libxml2-utils openvswitch-switch
 
 .PHONY: setup demo test lint bench clean
 setup: $(STAMP)
 
 $(STAMP): pyproject.toml Makefile
-	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
-	if [ -n "$$missing" ]; then \
-	  echo "apt-get install $$missing"; \
-	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing; \
-	fi
+	@scripts/apt-install.sh $(APT_PACKAGES)
 	@[ -x $(BIN)/python ] || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[test,bench]'
