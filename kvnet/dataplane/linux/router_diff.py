@@ -1,0 +1,135 @@
+"""diff_routers(desired, observed) -> RouterChanges: per-namespace command lines. Pure: no I/O.
+
+Namespaces the plan no longer has are deleted whole (their legs, and with them the host ends, go
+too). Inside a namespace every object is kvnet's, so anything not desired is deleted one by one --
+never flushed: what stays the same is not touched, and traffic through it keeps flowing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec
+from kvnet.dataplane.linux.nat import delete_script, table_script
+from kvnet.dataplane.linux.router_state import ROUTE_PROTO, LegLink, RouterNs
+
+# What a new namespace starts with.
+KERNEL_RULES = (RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
+KINDS = ("router_ns", "leg", "address", "route", "rule", "router_neigh", "nat")  # distinct from the L2 kinds
+
+
+@dataclass
+class RouterChanges:
+    create_ns: list[str] = field(default_factory=list)
+    delete_ns: list[str] = field(default_factory=list)
+    veth_add: list[tuple[str, LegLink]] = field(default_factory=list)  # (namespace, leg): run in the host netns
+    ns_lines: dict[str, list[str]] = field(default_factory=dict)  # namespace -> `ip -batch` lines
+    nft: dict[str, str] = field(default_factory=dict)  # namespace -> nft script
+    announce: list[tuple[str, str, str, str]] = field(default_factory=list)  # (namespace, dev, ip, mac)
+    added: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    changed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    removed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+
+    def __len__(self) -> int:
+        return sum(self.added.values()) + sum(self.changed.values()) + sum(self.removed.values())
+
+    def stale_objects(self, observed: dict[str, RouterNs]) -> int:
+        """Kernel objects kvnet owns that the plan does not have (deleted namespaces count everything in them)."""
+        inside = sum(v for k, v in self.removed.items() if k != "router_ns")
+        return inside + sum(observed[name].object_count() + 1 for name in self.delete_ns)
+
+
+def diff_routers(desired: dict[str, RouterNs], observed: dict[str, RouterNs]) -> RouterChanges:
+    changes = RouterChanges()
+    for name in sorted(set(observed) - set(desired)):
+        changes.delete_ns.append(name)
+        changes.removed["router_ns"] += 1
+    for name, want in sorted(desired.items()):
+        have = observed.get(name)
+        if have is None:
+            changes.create_ns.append(name)
+            changes.added["router_ns"] += 1
+            have = RouterNs(name=name, rules=set(KERNEL_RULES))
+        _diff_ns(want, have, changes)
+    return changes
+
+
+def _diff_ns(want: RouterNs, have: RouterNs, changes: RouterChanges) -> None:
+    lines: list[str] = []
+    gone = set(have.links) - set(want.links)
+    for leg in sorted(gone):
+        lines.append(f"link del dev {leg}")
+    changes.removed["leg"] += len(gone)
+    for name, leg in sorted(want.links.items()):
+        if name not in have.links:
+            changes.veth_add.append((want.name, leg))
+            changes.added["leg"] += 1
+        elif leg.same(have.links[name]):
+            continue
+        else:
+            changes.changed["leg"] += 1
+        lines.append(f"link set dev {name} address {leg.mac} mtu {leg.mtu} up")
+    have_addrs = {a for a in have.addresses if a[0] not in gone}
+    for dev, addr in sorted(have_addrs - want.addresses):
+        lines.append(f"addr del {addr} dev {dev}")
+        changes.removed["address"] += 1
+    for dev, addr in sorted(want.addresses - have_addrs):
+        lines.append(f"addr add {addr} dev {dev}")
+        changes.added["address"] += 1
+        ip = addr.split("/")[0]
+        if want.announce.get(ip) == dev:
+            changes.announce.append((want.name, dev, ip, want.links[dev].mac))
+    _diff_rules(want.rules, have.rules, lines, changes)
+    _diff_routes(want.routes, {r for r in have.routes if r.dev not in gone}, lines, changes)
+    _diff_neighbours(want.neighbours, {n for n in have.neighbours if n.dev not in gone}, lines, changes)
+    if lines:
+        changes.ns_lines[want.name] = lines
+    if want.nft_digest != have.nft_digest:
+        changes.nft[want.name] = table_script(want.nft_digest, want.nft_text) if want.nft_digest else delete_script()
+        (changes.changed if have.nft_digest else changes.added)["nat"] += 1
+
+
+def _rule_args(rule: RuleSpec) -> str:
+    src = f" from {rule.src}" if rule.src else ""
+    mark = f" fwmark {rule.fwmark:#x}" if rule.fwmark is not None else ""
+    return f"pref {rule.priority}{src}{mark} lookup {rule.table}"
+
+
+def _diff_rules(want: set[RuleSpec], have: set[RuleSpec], lines: list[str], changes: RouterChanges) -> None:
+    # Adds first: the `local` rule moves from priority 0 to RULE_LOCAL without a gap.
+    for rule in sorted(want - have):
+        lines.append(f"rule add {_rule_args(rule)}")
+        changes.added["rule"] += 1
+    for rule in sorted(have - want):
+        lines.append(f"rule del {_rule_args(rule)}")
+        changes.removed["rule"] += 1
+
+
+def _route_args(route: RouteSpec) -> str:
+    via = f" via {route.via}" if route.via else ""
+    onlink = " onlink" if route.onlink else ""
+    return f"{route.dst} table {route.table}{via} dev {route.dev}{onlink} proto {ROUTE_PROTO}"
+
+
+def _diff_routes(want: set[RouteSpec], have: set[RouteSpec], lines: list[str], changes: RouterChanges) -> None:
+    want_keys = {(r.table, r.dst) for r in want}
+    have_keys = {(r.table, r.dst) for r in have}
+    for route in sorted(have - want):
+        if (route.table, route.dst) not in want_keys:
+            lines.append(f"route del {route.dst} table {route.table} proto {ROUTE_PROTO}")
+            changes.removed["route"] += 1
+    for route in sorted(want - have):
+        lines.append(f"route replace {_route_args(route)}")
+        (changes.changed if (route.table, route.dst) in have_keys else changes.added)["route"] += 1
+
+
+def _diff_neighbours(want: set[NeighSpec], have: set[NeighSpec], lines: list[str], changes: RouterChanges) -> None:
+    want_keys = {(n.dev, n.ip) for n in want}
+    have_keys = {(n.dev, n.ip) for n in have}
+    for entry in sorted(have - want):
+        if (entry.dev, entry.ip) not in want_keys:
+            lines.append(f"neigh del {entry.ip} dev {entry.dev}")
+            changes.removed["router_neigh"] += 1
+    for entry in sorted(want - have):
+        lines.append(f"neigh replace {entry.ip} lladdr {entry.mac} dev {entry.dev} nud permanent")
+        (changes.changed if (entry.dev, entry.ip) in have_keys else changes.added)["router_neigh"] += 1

@@ -1,0 +1,66 @@
+"""observe_routers(host_netns) -> {namespace: RouterNs}: what the kernel has in kvnet's router namespaces."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec
+from kvnet.dataplane.linux.router_state import NFT_TABLE, ROUTE_PROTO, LegLink, RouterNs, router_ns_prefix
+from kvnet.sys import netns
+from kvnet.sys.cmd import CommandError, run, run_json
+
+MAIN_TABLE = 254
+_COMMENT = re.compile(r'comment "kvnet:([0-9a-f]+)"')
+
+
+def router_namespaces(host_netns: str | None) -> list[str]:
+    return netns.list_with_prefix(router_ns_prefix(host_netns))
+
+
+def observe_routers(host_netns: str | None) -> dict[str, RouterNs]:
+    out = {}
+    for name in router_namespaces(host_netns):
+        try:
+            out[name] = observe_router(name)
+        except CommandError:
+            continue  # deleted (or still being created) while we looked: the next pass sees it settled
+    return out
+
+
+def observe_router(name: str) -> RouterNs:
+    ns = RouterNs(name=name)
+    for raw in run_json(["ip", "-n", name, "-j", "addr", "show"]):
+        if raw["ifname"] == "lo":
+            continue
+        ns.links[raw["ifname"]] = LegLink(raw["ifname"], raw.get("address", ""), raw.get("mtu", 0),
+                                          up="UP" in raw.get("flags", ()))
+        ns.addresses.update((raw["ifname"], f"{a['local']}/{a['prefixlen']}")
+                            for a in raw.get("addr_info", []) if a.get("family") == "inet")
+    ns.routes = {parse_route(r) for r in run_json(["ip", "-n", name, "-j", "route", "show", "table", "all",
+                                                   "proto", str(ROUTE_PROTO)])}
+    ns.rules = {parse_rule(r) for r in run_json(["ip", "-n", name, "-j", "rule", "show"])}
+    ns.neighbours = {NeighSpec(r["dev"], r["dst"], r["lladdr"])
+                     for r in run_json(["ip", "-n", name, "-j", "neigh", "show", "nud", "permanent"]) if "lladdr" in r}
+    listing = run(["nft", "list", "table", "ip", NFT_TABLE], netns=name, check=False)
+    if listing.returncode == 0:
+        match = _COMMENT.search(listing.stdout)
+        ns.nft_digest = match.group(1) if match else ""
+    return ns
+
+
+def parse_route(raw: dict[str, Any]) -> RouteSpec:
+    table = raw.get("table", "main")
+    return RouteSpec(table=MAIN_TABLE if table == "main" else int(table), dst=raw["dst"], dev=raw.get("dev", ""),
+                     via=raw.get("gateway"), onlink="onlink" in raw.get("flags", ()))
+
+
+def parse_rule(raw: dict[str, Any]) -> RuleSpec:
+    src = raw.get("src")
+    if src == "all":
+        src = None
+    elif src and "srclen" in raw:
+        src = f"{src}/{raw['srclen']}"
+    mark = raw.get("fwmark")
+    return RuleSpec(priority=int(raw["priority"]), table=str(raw.get("table", "")), src=src,
+                    fwmark=int(mark, 16) if mark else None)

@@ -1,0 +1,135 @@
+"""compile_host with routers and floating IPs (pure): placement per mode, L2 population of router
+ports, the DVR gateway MAC kept local, and plans that forget deleted ports and FIPs."""
+
+from __future__ import annotations
+
+import pytest
+
+from kvnet.agent.compile import compile_host
+from kvnet.agent.model import CloudModel
+from kvnet.agent.plan import MARK_TO_SNAT, SNAT_NEXT_HOP, HostPlan, RouterPlan
+from kvnet.agent.routing import derived_mac
+from kvnet.model.resources import (
+    ExternalGateway,
+    FixedIP,
+    FloatingIP,
+    Host,
+    Network,
+    Port,
+    Resource,
+    Router,
+    RouterInterface,
+    Subnet,
+)
+
+HOSTS = [Host(name="h1", tunnel_ip="192.0.2.1", roles=["network", "compute"], physnets={"physnet-ext": "ex0"}),
+         Host(name="h2", tunnel_ip="192.0.2.2", physnets={"physnet-ext": "ex0"}),
+         Host(name="h3", tunnel_ip="192.0.2.3", physnets={"physnet-ext": "ex0"})]
+
+
+def cloud(mode: str, *, vm_hosts: tuple[str, str] = ("h2", "h3"), fip: bool = True) -> CloudModel:
+    ext = Network(id="ext", network_type="flat", physnet="physnet-ext", external=True)
+    ext_sub = Subnet(id="ext-sub", network_id="ext", cidr="203.0.113.0/24", gateway_ip="203.0.113.1")
+    nets = [Network(id=f"net-{x}", segmentation_id=100 + i, mtu=1450) for i, x in enumerate("ab")]
+    subs = [Subnet(id=f"sub-{x}", network_id=f"net-{x}", cidr=f"10.{i + 1}.0.0/24") for i, x in enumerate("ab")]
+    gw_port = Port(id="gwport", network_id="ext", mac_address="fa:6b:76:00:00:01", device_id="r1",
+                   device_owner="network:router_gateway",
+                   fixed_ips=[FixedIP(subnet_id="ext-sub", ip_address="203.0.113.5")])
+    if_ports = [Port(id=f"if-{x}", network_id=f"net-{x}", mac_address=f"fa:6b:76:00:01:0{i}", device_id="r1",
+                     device_owner="network:router_interface",
+                     fixed_ips=[FixedIP(subnet_id=f"sub-{x}", ip_address=f"10.{i + 1}.0.1")])
+                for i, x in enumerate("ab")]
+    router = Router(id="r1", mode=mode, external_gateway=ExternalGateway(network_id="ext", port_id="gwport",
+                                                                         ip_address="203.0.113.5"),
+                    interfaces=[RouterInterface(subnet_id=f"sub-{x}", port_id=f"if-{x}") for x in "ab"])
+    vms = [Port(id=f"vm-{x}", network_id=f"net-{x}", mac_address=f"fa:6b:76:00:02:0{i}", binding_host=vm_hosts[i],
+                fixed_ips=[FixedIP(subnet_id=f"sub-{x}", ip_address=f"10.{i + 1}.0.10")]) for i, x in enumerate("ab")]
+    resources: list[Resource] = [*HOSTS, ext, ext_sub, *nets, *subs, gw_port, *if_ports, router, *vms]
+    if fip:
+        resources.append(FloatingIP(id="fip1", floating_network_id="ext", floating_ip_address="203.0.113.50",
+                                    port_id="vm-a", fixed_ip_address="10.1.0.10", router_id="r1"))
+    return CloudModel.from_resources(resources)
+
+
+def routers(plan: HostPlan) -> dict[str, RouterPlan]:
+    return {r.router_id: r for r in plan.routers}
+
+
+def remote_macs(plan: HostPlan, network_id: str) -> dict[str, str]:
+    net = plan.network(network_id)
+    assert net is not None
+    return {r.mac: r.tunnel_ip for r in net.remotes}
+
+
+def test_centralized_router_lives_on_the_network_node_and_compute_hosts_tunnel_to_it() -> None:
+    model = cloud("centralized")
+    plans = {h.name: compile_host(h.name, model) for h in HOSTS}
+    assert [bool(p.routers) for p in plans.values()] == [True, False, False]
+    r = routers(plans["h1"])["r1"]
+    assert r.role == "centralized"
+    assert {leg.name[:3] for leg in r.legs} == {"qr-", "qg-"}
+    qg = r.leg(r.external_leg or "")
+    assert qg is not None and set(qg.addresses) == {"203.0.113.5/24", "203.0.113.50/32"}
+    assert r.snat_ip == "203.0.113.5" and r.snat_subnets == ("10.1.0.0/24", "10.2.0.0/24")
+    # h1 has both tenant networks and the external one, with the legs plugged like VM ports.
+    assert {n.network_id for n in plans["h1"].networks} == {"ext", "net-a", "net-b"}
+    assert {p.device for p in plans["h1"].ports} == {leg.device for leg in r.legs}
+    # h2 reaches the gateway MAC through h1 and answers ARP for the gateway IP itself.
+    assert remote_macs(plans["h2"], "net-a")["fa:6b:76:00:01:00"] == "192.0.2.1"
+    net_a = plans["h2"].network("net-a")
+    assert net_a is not None and ("10.1.0.1", "fa:6b:76:00:01:00") in net_a.arp_entries
+
+
+def test_distributed_router_everywhere_with_ports_and_the_gateway_mac_is_never_remote() -> None:
+    model = cloud("distributed")
+    plans = {h.name: compile_host(h.name, model) for h in HOSTS}
+    roles = {h: routers(p)["r1"].role for h, p in plans.items()}
+    assert roles == {"h1": "dvr_snat", "h2": "dvr", "h3": "dvr"}
+    for host in ("h2", "h3"):
+        for net in ("net-a", "net-b"):
+            assert "fa:6b:76:00:01:00" not in remote_macs(plans[host], net)
+            assert "fa:6b:76:00:01:01" not in remote_macs(plans[host], net)
+            # the SNAT legs on h1 are reachable by L2 population
+            assert remote_macs(plans[host], net)[derived_mac("snat", f"if-{net[-1]}")] == "192.0.2.1"
+    h2 = routers(plans["h2"])["r1"]  # vm-a (with FIP) is on h2
+    assert h2.external_leg and h2.external_leg.startswith("fg-")
+    fg = h2.leg(h2.external_leg)
+    assert fg is not None and fg.addresses == ("203.0.113.50/32",)
+    assert [f.local for f in h2.fips] == [True]
+    assert {(r.priority, r.src, r.fwmark) for r in h2.rules} >= {(40000, "10.1.0.10", None), (10, None, MARK_TO_SNAT)}
+    assert any(n.ip == SNAT_NEXT_HOP for n in h2.neighbours)
+    h3 = routers(plans["h3"])["r1"]
+    assert h3.external_leg is None and [f.local for f in h3.fips] == [False]  # hairpin only
+    h1 = routers(plans["h1"])["r1"]
+    assert {leg.name[:3] for leg in h1.legs} == {"qr-", "qg-", "sg-"}
+    qg = h1.leg(h1.external_leg or "")
+    assert qg is not None and qg.addresses == ("203.0.113.5/24",)  # the FIP lives on h2, not here
+
+
+def test_a_host_without_ports_of_the_router_has_no_instance() -> None:
+    model = cloud("distributed", vm_hosts=("h2", "h2"))
+    assert compile_host("h3", model).routers == ()
+    assert compile_host("h3", model).networks == ()
+
+
+@pytest.mark.parametrize("mode", ["centralized", "distributed"])
+def test_a_deleted_vm_leaves_no_neighbour_rule_or_nat_in_any_plan(mode: str) -> None:
+    before = cloud(mode)
+    after = cloud(mode, fip=False)
+    del after.ports["vm-a"]
+    for host in ("h1", "h2", "h3"):
+        for r in compile_host(host, after).routers:
+            assert all(n.ip != "10.1.0.10" for n in r.neighbours)
+            assert all(rule.src != "10.1.0.10" for rule in r.rules)
+            assert r.fips == ()
+            assert all("203.0.113.50/32" not in leg.addresses for leg in r.legs)
+    assert compile_host("h1", before) == compile_host("h1", before)  # deterministic
+
+
+def test_gateway_host_is_a_network_node_and_stable() -> None:
+    model = cloud("centralized")
+    extra = Host(name="h4", tunnel_ip="192.0.2.4", roles=["network"])
+    model.hosts["h4"] = extra
+    placed = [h for h in ("h1", "h4") if compile_host(h, model).routers]
+    assert len(placed) == 1
+    assert [h for h in ("h1", "h4") if compile_host(h, model).routers] == placed

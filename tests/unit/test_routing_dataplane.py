@@ -1,0 +1,79 @@
+"""Router namespaces without root: render (nft table, links), diff (everything undesired is deleted,
+nothing equal is touched) and the leg MAC pinning."""
+
+from __future__ import annotations
+
+from kvnet.agent.plan import FloatingIPNat, NeighSpec, RouterLeg, RouterPlan, RouteSpec, RuleSpec
+from kvnet.dataplane.linux.garp import garp_frame
+from kvnet.dataplane.linux.nat import render_table
+from kvnet.dataplane.linux.router_diff import diff_routers
+from kvnet.dataplane.linux.router_fdb import diff_leg_fdb
+from kvnet.dataplane.linux.router_render import render_router
+from kvnet.dataplane.linux.router_state import RouterNs, router_ns
+
+LEGS = (RouterLeg("qg-1", "kvt-1", "ext", "fa:6b:76:00:00:01", 1500, ("203.0.113.5/24", "203.0.113.50/32")),
+        RouterLeg("qr-2", "kvt-2", "net-a", "fa:6b:76:00:00:02", 1450, ("10.1.0.1/24",)))
+
+
+def plan(*, fips: tuple[FloatingIPNat, ...] = (FloatingIPNat("203.0.113.50", "10.1.0.10", True),),
+         neighbours: tuple[NeighSpec, ...] = (NeighSpec("qr-2", "10.1.0.10", "fa:6b:76:00:02:00"),)) -> RouterPlan:
+    return RouterPlan(router_id="r1", role="centralized", legs=LEGS, external_leg="qg-1", snat_ip="203.0.113.5",
+                      snat_subnets=("10.1.0.0/24",), fips=fips, neighbours=neighbours,
+                      routes=(RouteSpec(254, "default", "qg-1", "203.0.113.1"),),
+                      rules=(RuleSpec(20, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default")))
+
+
+def test_router_namespaces_are_named_after_their_host_namespace() -> None:
+    assert router_ns("kvlab-h1", "0123456789ab-cdef") == "kvlab-h1-kvr-0123456789"
+    assert router_ns(None, "0123456789ab-cdef") == "kvr-0123456789"
+
+
+def test_nat_table_is_1_to_1_for_fips_and_snat_for_the_rest() -> None:
+    digest, body = render_table(plan())
+    assert 'iifname "qg-1" ip daddr @local_fips ip daddr set ip daddr map @fip_in' in body
+    assert 'oifname "qg-1" ip saddr @fip_holders ip saddr set ip saddr map @fip_out' in body
+    assert 'oifname "qg-1" ip saddr { 10.1.0.0/24 } snat to 203.0.113.5' in body
+    assert "203.0.113.50 : 10.1.0.10" in body
+    assert render_table(plan(fips=()))[0] != digest
+    dvr = RouterPlan(router_id="r1", role="dvr", fips=(FloatingIPNat("203.0.113.50", "10.1.0.10", False),))
+    _, dvr_body = render_table(dvr)
+    assert "snat to" not in dvr_body and "meta mark set 0x4b560002" in dvr_body
+
+
+def test_a_new_namespace_gets_everything_and_an_applied_one_nothing() -> None:
+    want = render_router(plan(), "ns1")
+    changes = diff_routers({"ns1": want}, {})
+    assert changes.create_ns == ["ns1"] and len(changes.veth_add) == 2
+    assert any(line == "rule del pref 0 lookup local" for line in changes.ns_lines["ns1"])
+    assert changes.announce == [("ns1", "qg-1", "203.0.113.50", "fa:6b:76:00:00:01")]
+    have = RouterNs("ns1", links={k: v.__class__(v.name, v.mac, v.mtu) for k, v in want.links.items()},
+                    addresses=set(want.addresses), routes=set(want.routes), rules=set(want.rules),
+                    neighbours=set(want.neighbours), nft_digest=want.nft_digest)
+    assert len(diff_routers({"ns1": want}, {"ns1": have})) == 0
+
+
+def test_objects_the_plan_no_longer_has_are_deleted_and_counted_as_stale() -> None:
+    have = render_router(plan(), "ns1")
+    have.routes.add(RouteSpec(254, "10.9.0.0/24", "qr-2", "169.254.1.1"))
+    want = render_router(plan(fips=(), neighbours=()), "ns1")
+    want.addresses.discard(("qg-1", "203.0.113.50/32"))  # the FIP's address goes with the FIP
+    want.nft_digest = have.nft_digest = "same"
+    changes = diff_routers({"ns1": want}, {"ns1": have, "ns-old": RouterNs("ns-old", rules={RuleSpec(1, "main")})})
+    lines = changes.ns_lines["ns1"]
+    assert "neigh del 10.1.0.10 dev qr-2" in lines
+    assert "addr del 203.0.113.50/32 dev qg-1" in lines
+    assert "route del 10.9.0.0/24 table 254 proto 107" in lines
+    assert changes.delete_ns == ["ns-old"]
+    assert changes.stale_objects({"ns1": have, "ns-old": RouterNs("ns-old", rules={RuleSpec(1, "main")})}) == 5
+
+
+def test_leg_macs_pinned_and_wrong_ones_removed() -> None:
+    changes = diff_leg_fdb({("kvt-1", "aa:00:00:00:00:01")}, {("kvt-1", "aa:00:00:00:00:09"), ("kvt-7", "x")})
+    assert changes.lines() == ["fdb del aa:00:00:00:00:09 dev kvt-1 master",
+                               "fdb replace aa:00:00:00:00:01 dev kvt-1 master static"]
+
+
+def test_gratuitous_arp_frame() -> None:
+    frame = garp_frame("fa:6b:76:00:00:01", "203.0.113.50")
+    assert len(frame) == 42 and frame[:6] == b"\xff" * 6 and frame[12:14] == b"\x08\x06"
+    assert frame[28:32] == frame[38:42] == bytes([203, 0, 113, 50])
