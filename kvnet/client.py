@@ -6,6 +6,7 @@ Errors come back as the same exception classes the server raised, with field and
 from __future__ import annotations
 
 import os
+import uuid
 from typing import Any
 
 import httpx
@@ -28,16 +29,30 @@ def default_url() -> str:
 
 
 class Client:
+    """`url` may list several servers, comma-separated (`unix:/a.sock,unix:/b.sock` or
+    `http://a:9797,http://b:9797`): a request that cannot reach one goes to the next, and the
+    client stays with the one that answered."""
+
     def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
         self.url = url or default_url()
-        if self.url.startswith("unix:"):
-            transport = httpx.HTTPTransport(uds=self.url.removeprefix("unix:"))
-            self._http = httpx.Client(transport=transport, base_url="http://kvnet", timeout=timeout)
-        else:
-            self._http = httpx.Client(base_url=self.url, timeout=timeout)
+        self.urls = [u.strip() for u in self.url.split(",") if u.strip()]
+        self._timeout = timeout
+        self._current = 0
+        self.resent = False
+        self._https: dict[str, httpx.Client] = {}
+
+    def _http_for(self, url: str) -> httpx.Client:
+        if url not in self._https:
+            if url.startswith("unix:"):
+                transport = httpx.HTTPTransport(uds=url.removeprefix("unix:"))
+                self._https[url] = httpx.Client(transport=transport, base_url="http://kvnet", timeout=self._timeout)
+            else:
+                self._https[url] = httpx.Client(base_url=url, timeout=self._timeout)
+        return self._https[url]
 
     def close(self) -> None:
-        self._http.close()
+        for http in self._https.values():
+            http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -47,18 +62,43 @@ class Client:
 
     def request(self, method: str, path: str, *, json: Any = None, params: dict[str, Any] | None = None,
                 timeout: float | None = None) -> Any:
-        try:
-            response = self._http.request(method, path, json=json, params=params,
-                                          timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
-        except httpx.TransportError as exc:
-            raise ServerUnavailable(f"cannot reach the kvnet server at {self.url}: {exc}") from None
-        if response.status_code >= 400:
-            raise _error_from(response)
-        return response.json() if response.content else None
+        """Failover: a server that refuses the connection is skipped. One that fails after the request
+        was sent is skipped too, except for a POST without an `id` (it may have created something)."""
+        failures = []
+        self.resent = False  # the request was sent to a server that died before answering, then resent
+        for i in range(len(self.urls)):
+            index = (self._current + i) % len(self.urls)
+            url = self.urls[index]
+            try:
+                response = self._http_for(url).request(
+                    method, path, json=json, params=params,
+                    timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT)
+            except httpx.TransportError as exc:
+                failures.append(f"{url}: {exc or type(exc).__name__}")
+                sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+                if sent and method == "POST" and not (isinstance(json, dict) and "id" in json):
+                    break
+                self.resent = self.resent or sent
+                continue
+            self._current = index
+            if response.status_code >= 400:
+                raise _error_from(response)
+            return response.json() if response.content else None
+        raise ServerUnavailable(f"cannot reach the kvnet server at {'; '.join(failures)}")
 
     # -- resources ------------------------------------------------------------------------------
     def create(self, kind: str, body: dict[str, Any]) -> dict[str, Any]:
-        return self.request("POST", f"/v1/{kind}", json=body)
+        """With several servers the client names the new resource itself, so that a create whose answer
+        was lost can be resent to another server: if the first copy had landed, that one is returned."""
+        if len(self.urls) > 1 and "id" not in body and kind != "hosts":  # a host's id is its name
+            body = {"id": str(uuid.uuid4()), **body}
+        try:
+            return self.request("POST", f"/v1/{kind}", json=body)
+        except errors.InvalidInput as exc:
+            rid = body.get("id") or body.get("name")
+            if self.resent and exc.field == "id" and "already exists" in exc.message and rid:
+                return self.get(kind, rid)  # our first copy landed before its server died
+            raise
 
     def list(self, kind: str, **filters: str) -> list[dict[str, Any]]:
         return self.request("GET", f"/v1/{kind}", params=filters or None)

@@ -21,6 +21,7 @@ from kvnet.agent.plan import (
     port_device_name,
     tunnel_name,
 )
+from kvnet.agent.routing import RoutingView
 from kvnet.model.resources import Host, Network, Port
 
 # Ports plugged by the hypervisor into the host bridge. SR-IOV (direct/passthrough) bypasses it.
@@ -33,14 +34,15 @@ def compile_host(host_name: str, model: CloudModel) -> HostPlan:
     if host is None:
         return HostPlan(host=host_name, tunnel_ip="", l2_population=model.config.l2_population,
                         arp_responder=model.config.arp_responder)
+    routing = RoutingView(model)  # routers: their ports bound where their namespaces live (kvnet.agent.routing)
     ports_by_network: dict[str, list[Port]] = defaultdict(list)
-    for port in model.ports.values():
+    for port in [*model.ports.values(), *routing.bound_ports()]:
         if port.binding_host and port.binding_host in model.hosts and port.mac_address:
             ports_by_network[port.network_id].append(port)
 
     local_ports = sorted(
-        (p for ports in ports_by_network.values() for p in ports
-         if p.binding_host == host_name and p.vnic_type in BRIDGED_VNIC_TYPES),
+        [*(p for ports in ports_by_network.values() for p in ports
+           if p.binding_host == host_name and p.vnic_type in BRIDGED_VNIC_TYPES), *routing.local_ports(host_name)],
         key=lambda p: p.id)
     networks = []
     port_plans = []
@@ -59,7 +61,8 @@ def compile_host(host_name: str, model: CloudModel) -> HostPlan:
                 ips=tuple(port.ips()), device=port_device_name(port.id), mtu=present[port.network_id].mtu,
                 vnic_type=port.vnic_type))
     return HostPlan(host=host_name, tunnel_ip=host.tunnel_ip, l2_population=model.config.l2_population,
-                    arp_responder=model.config.arp_responder, networks=tuple(networks), ports=tuple(port_plans))
+                    arp_responder=model.config.arp_responder, networks=tuple(networks), ports=tuple(port_plans),
+                    routers=routing.router_plans(host_name))
 
 
 def _network_plan(host: Host, network: Network, ports: list[Port], model: CloudModel) -> NetworkPlan | None:

@@ -18,21 +18,26 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from kvnet import __version__
 from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
 from kvnet.agent.plan import HostPlan
+from kvnet.agent.vf import VFAssignment, VFReconciler, compile_vfs
 from kvnet.client import Client, ServerUnavailable
 from kvnet.dataplane import Driver, ReconcileResult
 from kvnet.errors import Compacted, KvnetError
+from kvnet.sriov.report import REPORT_KEY as SRIOV_REPORT_KEY
+from kvnet.sriov.source import SriovSource, sriov_source
 from kvnet.sys.cmd import in_netns
 
 log = logging.getLogger("kvnet.agent")
 WATCH_TIMEOUT = 25.0
-HEARTBEAT_INTERVAL = 10.0
+HEARTBEAT_INTERVAL = float(os.environ.get("KVNET_HEARTBEAT_INTERVAL", "10"))  # the host is down after 3 missed
 MAX_BACKOFF = 5.0
 DEBOUNCE = 0.005
 
@@ -48,11 +53,15 @@ class AgentStats:
 
 
 class Agent:
-    def __init__(self, host: str, client: Client, driver: Driver, *, resync_interval: float = 30.0,
-                 netns: str | None = None) -> None:
+    def __init__(self, host: str, client: Client, driver: Driver | None, *, resync_interval: float = 30.0,
+                 netns: str | None = None, driver_for: Callable[[str], Driver] | None = None,
+                 sriov: SriovSource | None = None) -> None:
         self.host = host
         self.client = client
-        self.driver = driver
+        self.driver = driver  # None: made by `driver_for(host's dataplane)` once the snapshot is loaded
+        self.driver_for = driver_for
+        self.vfs = VFReconciler(sriov) if sriov is not None else None
+        self.sriov_report: dict[str, Any] | None = None  # the SR-IOV NICs, sent with every heartbeat
         self.resync_interval = resync_interval
         self.netns = netns
         self.stats = AgentStats()
@@ -104,6 +113,11 @@ class Agent:
                 return None  # not in sync yet: touch nothing
             plan = compile_host(self.host, self.model)
             self._note_new_ports(plan)
+            vf_plan = compile_vfs(self.host, self.model) if self.vfs else ()
+            host = self.model.hosts.get(self.host)
+            managed_pfs = set(host.physnets.values()) if host else set()
+            if self.driver is None:
+                self.driver = self._make_driver(self.model)
         result = self.driver.reconcile(plan)
         self.stats.reconciles += 1
         self.stats.changes += result.total_changes
@@ -116,36 +130,65 @@ class Agent:
         elif result.total_changes:
             log.info("reconciled in %.1f ms: +%s ~%s -%s", result.duration_ms, result.added, result.changed,
                      result.removed)
-        self._report_ports(plan, result)
+        self._report_ports(plan, result, self._reconcile_vfs(vf_plan, managed_pfs))
         return result
+
+    def _reconcile_vfs(self, vf_plan: tuple[VFAssignment, ...], managed_pfs: set[str]) -> dict[str, str]:
+        """VFs of direct ports (see kvnet.agent.vf); a changed SR-IOV inventory is reported at once."""
+        if self.vfs is None:
+            return {}
+        now = time.monotonic()
+        for a in vf_plan:
+            self.stats.first_seen.setdefault(a.port_id, now)
+        vf = self.vfs.reconcile(vf_plan, managed_pfs)
+        if vf.errors:
+            log.warning("VF reconcile left %d error(s), retrying: %s", len(vf.errors), "; ".join(vf.errors[:3]))
+            self._dirty.set()
+        if vf.report != self.sriov_report:
+            self.sriov_report = vf.report
+            self._heartbeat()
+        return vf.status
+
+    def _make_driver(self, model: CloudModel) -> Driver:
+        """The driver for this host's `dataplane`; one that can notice lost state (OVS) may wake us."""
+        assert self.driver_for is not None
+        host = model.hosts.get(self.host)
+        driver = self.driver_for(host.dataplane if host else "linux")
+        watch = getattr(driver, "watch", None)
+        if watch is not None:
+            watch(self._dirty.set)
+        log.info("dataplane driver: %s", type(driver).__name__)
+        return driver
 
     def _note_new_ports(self, plan: HostPlan) -> None:
         now = time.monotonic()
         for port in plan.ports:
             self.stats.first_seen.setdefault(port.port_id, now)
 
-    def _report_ports(self, plan: HostPlan, result: ReconcileResult) -> None:
-        """ACTIVE once a port's device is wired (with how long it took), DOWN if its device vanished."""
+    def _report_ports(self, plan: HostPlan, result: ReconcileResult, vf_status: dict[str, str] | None = None) -> None:
+        """ACTIVE once a port's device is wired (with how long it took), DOWN if its device vanished;
+        a direct (SR-IOV) port: as its VF is (`vf_status`, from `kvnet.agent.vf`)."""
         assert self.model is not None
         missing = set(result.missing_ports)
-        for port in plan.ports:
-            want = "DOWN" if port.port_id in missing else "ACTIVE"
-            stored = self.model.ports.get(port.port_id)
-            if stored is None or self.stats.reported.get(port.port_id) == want:
+        wanted = {p.port_id: "DOWN" if p.port_id in missing else "ACTIVE" for p in plan.ports}
+        wanted.update(vf_status or {})
+        for port_id, want in wanted.items():
+            stored = self.model.ports.get(port_id)
+            if stored is None or self.stats.reported.get(port_id) == want:
                 continue
             if stored.status == want or (want == "DOWN" and stored.status != "ACTIVE"):
-                self.stats.reported[port.port_id] = want
+                self.stats.reported[port_id] = want
                 continue
             detail: dict[str, Any] = {"host": self.host}
             if want == "ACTIVE":
-                first = self.stats.first_seen.get(port.port_id, time.monotonic())
+                first = self.stats.first_seen.get(port_id, time.monotonic())
                 detail["wired_ms"] = round((time.monotonic() - first) * 1000, 1)
             try:
-                self.client.set_port_status(port.port_id, want, detail)
-                self.stats.reported[port.port_id] = want
+                self.client.set_port_status(port_id, want, detail)
+                self.stats.reported[port_id] = want
             except KvnetError as exc:
-                log.warning("could not report port %s %s: %s", port.port_id, want, exc)
-        live = {p.port_id for p in plan.ports}
+                log.warning("could not report port %s %s: %s", port_id, want, exc)
+        live = set(wanted)
         for gone in set(self.stats.reported) - live:
             del self.stats.reported[gone]
             self.stats.first_seen.pop(gone, None)
@@ -154,7 +197,10 @@ class Agent:
         last = self.stats.last
         info = {"pid": os.getpid(), "version": __version__, "reconciles": self.stats.reconciles,
                 "revision": self.model.revision if self.model else None,
-                "last_reconcile_ms": round(last.duration_ms, 1) if last else None}
+                "last_reconcile_ms": round(last.duration_ms, 1) if last else None,
+                "heartbeat_interval": HEARTBEAT_INTERVAL}
+        if self.sriov_report is not None:
+            info[SRIOV_REPORT_KEY] = self.sriov_report
         try:
             self.client.heartbeat(self.host, info)
         except KvnetError as exc:
@@ -209,13 +255,26 @@ class Agent:
             self._stop.wait(1.0)
 
 
-def run_agent(host: str, server_url: str | None, resync_interval: float, netns: str | None) -> None:
+def make_driver(dataplane: str, netns: str | None) -> Driver:
+    """linux: this (or `netns`'s) kernel. ovs: the OVS instance at $OVS_RUNDIR (default
+    /var/run/openvswitch), bridges of datapath type $KVNET_OVS_DATAPATH (default system; the lab: netdev)."""
+    if dataplane == "ovs":
+        from kvnet.dataplane.ovs import OvsDriver
+
+        return OvsDriver(Path(os.environ.get("OVS_RUNDIR", "/var/run/openvswitch")),
+                         datapath_type=os.environ.get("KVNET_OVS_DATAPATH", "system"))
     from kvnet.dataplane.linux import LinuxDriver
 
+    return LinuxDriver(netns)
+
+
+def run_agent(host: str, server_url: str | None, resync_interval: float, netns: str | None,
+              sriov_emulation: str | None = None) -> None:
     logging.basicConfig(level=os.environ.get("KVNET_LOG", "INFO"),
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    agent = Agent(host, Client(server_url, timeout=WATCH_TIMEOUT + 10), LinuxDriver(netns),
-                  resync_interval=resync_interval, netns=netns)
+    agent = Agent(host, Client(server_url, timeout=WATCH_TIMEOUT + 10), None,
+                  resync_interval=resync_interval, netns=netns, driver_for=lambda kind: make_driver(kind, netns),
+                  sriov=sriov_source(sriov_emulation))
     signal.signal(signal.SIGTERM, lambda *_: agent.stop())
     signal.signal(signal.SIGINT, lambda *_: agent.stop())
     log.info("agent for host %s started (server %s)", host, agent.client.url)

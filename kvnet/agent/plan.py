@@ -93,6 +93,98 @@ class HostPlan:
     ports: tuple[PortPlan, ...] = ()
     # Filled by later features (routers, NAT, SR-IOV VFs); drivers ignore what they do not know.
     extras: tuple[object, ...] = field(default=())
+    # Router namespaces on this host (kvnet.agent.routing): centralized, DVR, DVR+SNAT.
+    routers: tuple[RouterPlan, ...] = ()
 
     def network(self, network_id: str) -> NetworkPlan | None:
         return next((n for n in self.networks if n.network_id == network_id), None)
+
+
+# -- routing (kvnet.agent.routing) -------------------------------------------------------------------
+# Routing tables and rule priorities inside a router namespace. The whole namespace is kvnet's; these
+# numbers only keep the layout readable. FIP egress and SNAT tables are consulted after `main`, so
+# east-west traffic (connected routes in main) never leaves through them.
+FIP_TABLE = 100
+SNAT_TABLE = 110
+RULE_TO_SNAT = 10  # fwmark MARK_TO_SNAT -> SNAT_TABLE (DVR: a source without FIP reaching a FIP)
+RULE_LOCAL = 20  # the `local` table, moved from 0 so that RULE_TO_SNAT can come first
+RULE_FIP = 40000  # from <fixed ip of a local FIP> -> FIP_TABLE
+RULE_SNAT = 50000  # everything else -> SNAT_TABLE (DVR hosts without the gateway)
+MARK_HAIRPIN = 0x4B560001
+MARK_TO_SNAT = 0x4B560002
+# DVR: the next hop towards the SNAT namespace on a tenant subnet. Link-local, resolved by a permanent
+# neighbour entry to the SNAT leg's MAC, so it takes no address from any tenant subnet.
+SNAT_NEXT_HOP = "169.254.106.1"
+
+
+@dataclass(frozen=True, order=True)
+class RouterLeg:
+    """One interface of a router namespace: a veth whose host end (`device`) is plugged into the
+    network's bridge like a VM tap, and whose router end (`name`) carries `mac` and `addresses`."""
+
+    name: str  # qr-/qg-/fg-/sg-<short id>, inside the router namespace
+    device: str  # host end, kvt-<short id>
+    network_id: str
+    mac: str
+    mtu: int
+    addresses: tuple[str, ...] = ()  # ip/prefixlen
+
+
+@dataclass(frozen=True, order=True)
+class RouteSpec:
+    """A route in the router namespace; `table` 254 is main. Keyed like the kernel: (table, dst)."""
+
+    table: int
+    dst: str  # "default" or a CIDR / address
+    dev: str
+    via: str | None = None
+    onlink: bool = False
+
+
+@dataclass(frozen=True, order=True)
+class RuleSpec:
+    priority: int
+    table: str  # "local", "main", "default" or a number
+    src: str | None = None  # address or CIDR
+    fwmark: int | None = None
+
+
+@dataclass(frozen=True, order=True)
+class NeighSpec:
+    dev: str
+    ip: str
+    mac: str
+
+
+@dataclass(frozen=True, order=True)
+class FloatingIPNat:
+    """1:1 NAT of a floating IP. `local`: this namespace owns the FIP's ingress/egress (the FIP's
+    address sits on its external leg); every namespace of the router still rewrites it for hairpin."""
+
+    floating_ip: str
+    fixed_ip: str
+    local: bool
+
+
+@dataclass(frozen=True)
+class RouterPlan:
+    """One router namespace on this host.
+
+    role: "centralized" (every interface, gateway, SNAT, all FIPs), "dvr" (a distributed router's
+    instance on a compute host: interfaces, local FIPs on `fg-`, the rest to the SNAT host) or
+    "dvr_snat" (the distributed router's instance on its gateway host: also gateway, SNAT legs `sg-`).
+    """
+
+    router_id: str
+    role: str
+    legs: tuple[RouterLeg, ...] = ()
+    routes: tuple[RouteSpec, ...] = ()
+    rules: tuple[RuleSpec, ...] = ()
+    neighbours: tuple[NeighSpec, ...] = ()
+    external_leg: str | None = None  # qg- (gateway) or fg- (DVR FIP leg) name, if any
+    snat_ip: str | None = None  # the gateway port's address: SNAT source for subnets without FIP
+    snat_subnets: tuple[str, ...] = ()
+    fips: tuple[FloatingIPNat, ...] = ()
+
+    def leg(self, name: str) -> RouterLeg | None:
+        return next((leg for leg in self.legs if leg.name == name), None)

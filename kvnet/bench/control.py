@@ -27,9 +27,9 @@ Progress = Callable[[str], None]
 
 
 def measure_convergence(ports: int = 50, hosts: int = 3, lab_name: str = "kvbc",
-                        progress: Progress = lambda _: None) -> dict[str, Any]:
+                        progress: Progress = lambda _: None, store: str = "sqlite") -> dict[str, Any]:
     lab = Lab(lab_name)
-    lab.up(default_spec(lab_name, hosts), control_plane=True)
+    lab.up(default_spec(lab_name, hosts), control_plane=True, store=store)
     samples: list[float] = []
     failures = 0
     try:

@@ -31,10 +31,18 @@ def _finish(name: str, data: dict, markdown: str, as_json: bool, out: Path) -> N
 def api(ports: int = typer.Option(300, help="port creations per run (>= 200)"),
         workers: int = typer.Option(8, help="concurrent clients"),
         repeats: int = typer.Option(3), as_json: bool = typer.Option(False, "--json"),
-        out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:
+        out: Path = typer.Option(DEFAULT_DIR, help="results directory"),
+        store: str = typer.Option("sqlite", help="etcd: a 3-member etcd cluster next to SQLite, in the same run")
+        ) -> None:
     """Port creations per second through the real HTTP API (sequential and concurrent)."""
     from kvnet.bench import api as bench_api
 
+    if store == "etcd":
+        from kvnet.bench import etcd as bench_etcd
+
+        data = bench_etcd.run_api(ports, workers, repeats, _progress)
+        _finish("api_etcd", data, bench_etcd.markdown(data), as_json, out)
+        return
     data = bench_api.run_api_bench(ports, workers, repeats, _progress)
     _finish("api", data, bench_api.markdown(data), as_json, out)
 
@@ -43,10 +51,19 @@ def api(ports: int = typer.Option(300, help="port creations per run (>= 200)"),
 def control(ports: int = typer.Option(50, help="ports for the convergence measurement"),
             entries: int = typer.Option(10_000, help="FDB + neighbour entries for the programming rate"),
             repeats: int = typer.Option(3), as_json: bool = typer.Option(False, "--json"),
-            out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:
+            out: Path = typer.Option(DEFAULT_DIR, help="results directory"),
+            store: str = typer.Option("sqlite", help="etcd: convergence, watch latency and a leader kill on a "
+                                      "3-member etcd cluster next to SQLite"),
+            watch_samples: int = typer.Option(200, help="creates for the watch latency (with --store etcd)")) -> None:
     """Convergence (port create -> first ping) in a lab, and the kernel programming rate."""
     from kvnet.bench import control as bench_control
 
+    if store == "etcd":
+        from kvnet.bench import etcd as bench_etcd
+
+        data = bench_etcd.run_control(ports, watch_samples, _progress)
+        _finish("control_etcd", data, bench_etcd.markdown(data), as_json, out)
+        return
     data = bench_control.run_control_bench(ports, entries, repeats, _progress)
     _finish("control", data, bench_control.markdown(data), as_json, out)
 
@@ -88,3 +105,14 @@ def report_command(out: Path = typer.Option(DEFAULT_DIR, help="results directory
     from kvnet.bench.report import report
 
     report(out, plots=plots)
+
+
+@app.command()
+def fip(samples: int = typer.Option(30, help="floating IPs per router mode"),
+        as_json: bool = typer.Option(False, "--json"),
+        out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:
+    """Floating IP convergence (create -> reachable from the lab's internet), centralized and distributed."""
+    from kvnet.bench import fip as bench_fip
+
+    data = bench_fip.run_fip_bench(samples, _progress)
+    _finish("fip", data, bench_fip.markdown(data), as_json, out)

@@ -8,6 +8,7 @@ need parsing or that name other resources (`--network blue-net` -> `network_id`)
 from __future__ import annotations
 
 import ipaddress
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,12 @@ def id_col() -> Column:
 
 def ref_col(name: str, kind: str, header: str) -> Column:
     return Column(header, lambda r, names: names(kind, r.get(name)))
+
+
+def _last_seen(host: dict[str, Any], _: Names) -> str:
+    """How long ago the host's agent last sent a heartbeat ("-" if never)."""
+    seen = host.get("last_seen")
+    return "-" if seen is None else f"{max(0.0, time.time() - seen):.0f}s ago"
 
 
 def _port_ips(port: dict[str, Any], _: Names) -> list[str]:
@@ -179,7 +186,7 @@ COMMON = [Opt("name", "name", help="a name, unique per kind, usable wherever an 
 KINDS: list[KindSpec] = [
     KindSpec("hosts", "host",
              [col("name"), col("tunnel_ip", "tunnel ip"), col("roles"), col("physnets"), col("dataplane"),
-              col("status")],
+              col("status"), Column("last seen", _last_seen)],
              [Opt("tunnel-ip", "tunnel_ip", required=True, help="underlay address where tunnels end"),
               Opt("role", "roles", multiple=True, help="compute and/or network (repeat)"),
               Opt("physnet", "physnets", multiple=True, convert=physnets, help="NAME=INTERFACE (repeat)"),

@@ -16,7 +16,6 @@ from kvnet.lab import control
 from kvnet.lab import names as n
 from kvnet.lab.control import ControlPlaneError
 from kvnet.lab.lab import Lab, LabError
-from kvnet.lab.spec import default_spec
 from kvnet.lab.vm import create_vm, delete_vm
 from kvnet.sys.cmd import CommandError, in_netns
 
@@ -25,6 +24,10 @@ vm_app = typer.Typer(help="VMs of a lab (namespaces with a veth NIC).", no_args_
 app.add_typer(vm_app, name="vm")
 
 LabName = Annotated[str, typer.Option("--name", "--lab", envvar="KVNET_LAB", help="Lab name (3-8 chars).")]
+StoreOpt = Annotated[str, typer.Option(
+    "--store", help="sqlite (one API server) or etcd (a 3-member etcd cluster on loopback, two API servers).")]
+DataplaneOpt = Annotated[str, typer.Option(
+    "--dataplane", help="linux, ovs (OVS userspace per host), or mixed (odd hosts linux, even hosts ovs).")]
 
 
 @contextmanager
@@ -40,6 +43,12 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(1) from None
 
 
+def _check_store(store: str) -> str:
+    if store not in ("sqlite", "etcd"):
+        raise LabError(f"--store must be sqlite or etcd, not {store!r}")
+    return store
+
+
 def _lab(name: str) -> Lab:
     return Lab(name)
 
@@ -49,30 +58,60 @@ def up(hosts: Annotated[int, typer.Option(help="Number of hypervisor hosts (h1 i
        name: LabName = n.DEFAULT_LAB,
        control_plane: Annotated[bool | None, typer.Option(
            help="Start the API server and one agent per host (default: when `python -m kvnet` exists).")]
-       = None) -> None:
+       = None,
+       dataplane: DataplaneOpt = "linux", store: StoreOpt = "sqlite") -> None:
     """Build the lab: underlay switch, external network, hosts (and server + agents)."""
+    from kvnet.lab.ovs import lab_spec
+
     with _errors():
         lab = _lab(name)
         start = control.control_plane_available() if control_plane is None else control_plane
-        lab.up(default_spec(name, hosts), control_plane=start)
+        lab.up(lab_spec(name, hosts, dataplane), control_plane=start, store=_check_store(store))
         for h, d in lab.hosts().items():
-            typer.echo(f"{h}: namespace {d['namespace']}, tunnel IP {d['tunnel_ip']}, roles {','.join(d['roles'])}")
+            typer.echo(f"{h}: namespace {d['namespace']}, tunnel IP {d['tunnel_ip']}, roles {','.join(d['roles'])}, "
+                       f"dataplane {d['dataplane']}")
         typer.echo(f"lab {name} is up ({lab.dir}){'' if start else '; control plane not started'}")
 
 
 @app.command()
 def demo(hosts: Annotated[int, typer.Option(help="Number of hypervisor hosts.")] = 3,
          name: Annotated[str, typer.Option("--name", help="Lab name for the demo (3-8 chars).")] = "kvdemo",
-         as_json: Annotated[bool, typer.Option("--json", help="Print the measurements as JSON.")] = False) -> None:
+         as_json: Annotated[bool, typer.Option("--json", help="Print the measurements as JSON.")] = False,
+         dataplane: DataplaneOpt = "linux", store: StoreOpt = "sqlite",
+         scenario: Annotated[str | None, typer.Option(
+             help="centralized|distributed: a router of that mode, floating IPs, SNAT, hairpin, stale objects "
+                  "(kvnet.lab.demo_routing).")] = None) -> None:
     """Lab up, two tenant networks (same CIDR, two projects) across all hosts, reachability matrix with
-    an underlay capture, convergence timings, lab down."""
+    an underlay capture, convergence timings, lab down. With --dataplane ovs also GRE and VLAN networks."""
     from kvnet.lab.demo import render_table, run_demo
+    from kvnet.lab.demo_ovs import network_types_ok, render_network_types, run_dataplane_demo
 
+    progress = lambda m: typer.echo(f"... {m}", err=True)  # noqa: E731
+    if scenario is not None:
+        _routing_demo(name, hosts, scenario, as_json, progress)
+        return
     with _errors():
-        data = run_demo(name, hosts, progress=lambda m: typer.echo(f"... {m}", err=True))
-        typer.echo(json.dumps(data, indent=2) if as_json else render_table(data))
-        if data["reachable_pairs"] != data["expected_reachable_pairs"] or data["isolation_leaks"]:
+        if dataplane == "linux":
+            data = run_demo(name, hosts, progress=progress, store=_check_store(store))
+        else:
+            data = run_dataplane_demo(name, hosts, dataplane, progress=progress)
+        typer.echo(json.dumps(data, indent=2) if as_json else render_table(data) + render_network_types(data))
+        if (data["reachable_pairs"] != data["expected_reachable_pairs"] or data["isolation_leaks"]
+                or not network_types_ok(data)):
             raise typer.Exit(1)
+
+
+def _routing_demo(name: str, hosts: int, scenario: str, as_json: bool, progress: Callable[[str], None]) -> None:
+    from kvnet.lab import demo_routing
+
+    if scenario not in ("centralized", "distributed"):
+        typer.echo("error: --scenario is centralized or distributed", err=True)
+        raise typer.Exit(2)
+    with _errors():
+        data = demo_routing.run_routing_demo(name, hosts, scenario, progress=progress)
+        typer.echo(json.dumps(data, indent=2) if as_json else demo_routing.render_table(data))
+    if not demo_routing.demo_ok(data):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -117,14 +156,35 @@ def vm_create(vm: Annotated[str, typer.Argument(help="VM name.")],
               host: Annotated[str, typer.Option(help="Host to run on (e.g. h2).")],
               network: Annotated[str, typer.Option(help="Network name or id.")],
               ip: Annotated[str | None, typer.Option(help="Fixed IP (default: allocated).")] = None,
+              qemu: Annotated[bool, typer.Option(
+                  "--qemu", help="A real guest (qemu, virtio-net on a tap) instead of a namespace.")] = False,
               name: LabName = n.DEFAULT_LAB) -> None:
-    """Create a port on NETWORK bound to HOST through the API, then the VM namespace with that port."""
+    """Create a port on NETWORK bound to HOST through the API, then the VM (namespace, or guest with --qemu)."""
     with _errors():
         lab = _lab(name)
         lab.host_ns(host)
         port, subnet, mtu = control.create_port_for_vm(lab, vm, host, network, ip)
-        rec = create_vm(lab, vm, host, port, subnet, mtu)
-        typer.echo(f"vm {vm} on {host}: {', '.join(rec['ips'])} mac {rec['mac']} (port {rec['port_id']})")
+        boot = _boot_qemu if qemu else create_vm
+        rec = boot(lab, vm, host, port, subnet, mtu)
+        typer.echo(f"vm {vm} on {host}: {', '.join(rec['ips'])} mac {rec['mac']} (port {rec['port_id']})"
+                   + (f", {rec['accel']} guest up {rec['boot_s']} s after resume" if qemu else ""))
+
+
+def _boot_qemu(lab: Lab, vm: str, host: str, port: dict[str, Any], subnet: dict[str, Any],
+               mtu: int) -> dict[str, Any]:
+    from kvnet.client import Client
+    from kvnet.lab.qemu_vm import GuestNic, boot_guest, qemu_available
+
+    reason = qemu_available()
+    if reason:
+        control.delete_port_for_vm(lab, port["id"])
+        raise LabError(f"cannot run a qemu guest: {reason}")
+    with Client(control.server_url(lab)) as client:
+        try:
+            return boot_guest(lab, client, vm, host, [GuestNic(port, subnet, mtu)])
+        except BaseException:
+            control.delete_port_for_vm(lab, port["id"])
+            raise
 
 
 @vm_app.command("delete")
@@ -149,5 +209,12 @@ def vm_exec_cmd(vm: Annotated[str, typer.Argument(help="VM name.")],
         lab = _lab(name)
         if vm not in lab.vms():
             raise LabError(f"lab {name} has no VM {vm!r}")
-        rc = subprocess.run(in_netns(cmd, n.vm_ns(name, vm))).returncode
+        if lab.vms()[vm].get("kind") == "qemu":  # a real guest: through its serial command channel
+            from kvnet.lab.qemu_vm import guest_exec
+
+            proc = guest_exec(lab, vm, cmd, timeout=300)
+            typer.echo(proc.stdout, nl=False)
+            rc = proc.returncode
+        else:
+            rc = subprocess.run(in_netns(cmd, n.vm_ns(name, vm))).returncode
     raise typer.Exit(rc)

@@ -37,21 +37,33 @@ def socket_path(labdir: Path) -> Path:
 
 
 def server_url(lab: Lab) -> str:
-    """The API's address for clients and agents: `unix:<labdir>/kvnet.sock`."""
-    return f"unix:{socket_path(lab.dir)}"
+    """The API's address for clients and agents: `unix:<labdir>/kvnet.sock` (on etcd: both servers',
+    comma-separated; the client moves to the second when the first is gone)."""
+    return servers_arg(lab.dir)
+
+
+def servers_arg(labdir: Path) -> str:
+    from kvnet.lab.etcd import server_sockets
+    from kvnet.lab.state import StateFile
+
+    store = StateFile(labdir).read().get("store") or "sqlite"
+    return ",".join(f"unix:{path}" for path in server_sockets(labdir, store))
 
 
 def store_url(labdir: Path) -> str:
     return f"sqlite:///{labdir / 'kvnet.db'}"
 
 
-def server_argv(labdir: Path) -> list[str]:
-    return [sys.executable, "-m", "kvnet", "server", "--store", store_url(labdir),
-            "--uds", str(socket_path(labdir))]
+def server_argv(labdir: Path, store: str | None = None, sock: Path | None = None) -> list[str]:
+    return [sys.executable, "-m", "kvnet", "server", "--store", store or store_url(labdir),
+            "--uds", str(sock or socket_path(labdir))]
 
 
 def agent_argv(labdir: Path, host: str) -> list[str]:
-    return [sys.executable, "-m", "kvnet", "agent", "--host", host, "--server", f"unix:{socket_path(labdir)}"]
+    from kvnet.lab.sriov import config_path
+
+    return [sys.executable, "-m", "kvnet", "agent", "--host", host, "--server", servers_arg(labdir),
+            "--sriov-emulation", str(config_path(labdir, host))]
 
 
 def control_plane_available() -> bool:
@@ -77,14 +89,31 @@ def wait_for_socket(lab: Lab, proc: str, path: Path, deadline_s: float = 15.0) -
 
 
 def start_server(lab: Lab) -> ProcRecord:
-    rec = lab.procs.start(SERVER, server_argv(lab.dir))
-    wait_for_socket(lab, SERVER, socket_path(lab.dir))
-    return rec
+    from kvnet.lab.etcd import lab_store, server_proc_names, server_sockets, start_cluster
+
+    store = lab_store(lab)
+    if store != "etcd":
+        rec = lab.procs.start(SERVER, server_argv(lab.dir))
+        wait_for_socket(lab, SERVER, socket_path(lab.dir))
+        return rec
+    cluster = start_cluster(lab)  # 3 members on loopback, then two API servers on it
+    recs = []
+    for name, sock in zip(server_proc_names(store), server_sockets(lab.dir, store), strict=True):
+        recs.append(lab.procs.start(name, server_argv(lab.dir, cluster.url, sock)))
+        wait_for_socket(lab, name, sock)
+    return recs[0]
 
 
 def start_agents(lab: Lab) -> list[ProcRecord]:
-    return [lab.procs.start(agent_proc_name(h), agent_argv(lab.dir, h), netns=n.host_ns(lab.name, h))
-            for h in lab.hosts()]
+    return [start_agent(lab, h) for h in lab.hosts()]
+
+
+def start_agent(lab: Lab, host: str) -> ProcRecord:
+    """The host's agent, inside its namespace (on an OVS host: pointed at that host's OVS instance)."""
+    from kvnet.lab.ovs import agent_env
+
+    return lab.procs.start(agent_proc_name(host), agent_argv(lab.dir, host), netns=n.host_ns(lab.name, host),
+                           env=agent_env(lab, host), keep_mounts=True)  # router namespaces outlive an agent restart
 
 
 def register_hosts(lab: Lab) -> None:

@@ -71,17 +71,28 @@ def _percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[rank]
 
 
-def run_demo(name: str = "kvdemo", hosts: int = 3, progress: Progress = lambda _: None) -> dict[str, Any]:
+def run_demo(name: str = "kvdemo", hosts: int = 3, progress: Progress = lambda _: None,
+             store: str = "sqlite") -> dict[str, Any]:
+    """`store` etcd: a 3-member etcd cluster and two API servers instead of one server on SQLite."""
     lab = Lab(name)
-    progress(f"lab {name}: {hosts} hosts, API server, one agent per host")
-    lab.up(default_spec(name, hosts), control_plane=True)
+    servers = "a 3-member etcd cluster, two API servers" if store == "etcd" else "API server"
+    progress(f"lab {name}: {hosts} hosts, {servers}, one agent per host")
+    lab.up(default_spec(name, hosts), control_plane=True, store=store)
     try:
         with Client(control.server_url(lab)) as client:
             result = _scenario(lab, client, progress)
+        extra: dict[str, Any] = {"store": store}
+        if store == "etcd":
+            from kvnet.lab.etcd import lab_cluster
+
+            cluster = lab_cluster(lab)
+            leader = cluster.leader()
+            extra["etcd_members"] = [{"name": m.name, "client_url": m.client_url, "peer_url": m.peer_url,
+                                      "leader": m == leader} for m in cluster.members]
     finally:
         progress(f"lab {name}: down")
         lab.down()
-    return result.to_json()
+    return {**result.to_json(), **extra}
 
 
 def _scenario(lab: Lab, client: Client, progress: Progress) -> DemoResult:

@@ -73,7 +73,7 @@ class Lab:
                 + [d["namespace"] for d in self.vms().values()])
 
     # -- verbs --------------------------------------------------------------------------------------
-    def up(self, spec: LabSpec, *, control_plane: bool = False) -> None:
+    def up(self, spec: LabSpec, *, control_plane: bool = False, store: str = "sqlite") -> None:
         """Build the namespaces and links of `spec`; with `control_plane`, start server and agents too.
 
         On any failure everything built so far is removed again.
@@ -86,6 +86,7 @@ class Lab:
                            f" run `kvnet lab down --name {self.name}` first")
         with self.state.update() as st:  # recorded before building: `down` must find a half-built lab
             st["spec"] = spec.to_dict()
+            st["store"] = store  # sqlite: one API server; etcd: a 3-member cluster and two servers
             st["hosts"] = {h.name: {"namespace": n.host_ns(self.name, h.name), "tunnel_ip": n.tunnel_ip(i),
                                     "roles": list(h.roles), "dataplane": h.dataplane,
                                     "physnets": {n.EXT_PHYSNET: n.HOST_EXT_IF}}
@@ -94,6 +95,10 @@ class Lab:
             topology.build_switches(self.name)
             for h, d in self.hosts().items():
                 topology.build_host(self.name, h, d["tunnel_ip"])
+                if d["dataplane"] == "ovs":
+                    from kvnet.lab.ovs import start_for_host
+
+                    start_for_host(self, h, d["tunnel_ip"])
             if control_plane:
                 from kvnet.lab.control import start_control_plane
 

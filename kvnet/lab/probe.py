@@ -52,8 +52,12 @@ def ping_until(lab: Lab, vm: str, ip: str, deadline_s: float) -> float | None:
 
     One ping process sends a request every 20 ms and exits at the first reply (resolution 20 ms).
     """
-    argv = in_netns(["ping", "-n", "-q", "-c", "1", "-i", "0.02", "-w", str(math.ceil(deadline_s)), ip],
-                    _vm_ns(lab, vm))
+    return ping_until_ns(_vm_ns(lab, vm), ip, deadline_s)
+
+
+def ping_until_ns(netns: str, ip: str, deadline_s: float) -> float | None:
+    """`ping_until` from any lab namespace (e.g. `<lab>-ext`, the "internet")."""
+    argv = in_netns(["ping", "-n", "-q", "-c", "1", "-i", "0.02", "-w", str(math.ceil(deadline_s)), ip], netns)
     start = time.monotonic()
     try:
         proc = subprocess.run(argv, capture_output=True, text=True, timeout=deadline_s)
@@ -74,8 +78,9 @@ class UnderlayCapture:
     """
 
     def __init__(self, lab: Lab, bpf_filter: str, *, interface: str = n.UL_BRIDGE,
-                 ready_timeout: float = 10.0) -> None:
+                 ready_timeout: float = 10.0, netns: str | None = None) -> None:
         self.lab = lab
+        self.netns = netns or n.ul_ns(lab.name)  # another lab namespace, e.g. <lab>-ext with br-ext
         self.bpf_filter = bpf_filter
         self.interface = interface
         self.ready_timeout = ready_timeout
@@ -86,7 +91,7 @@ class UnderlayCapture:
     def __enter__(self) -> UnderlayCapture:
         argv = ["tcpdump", "-i", self.interface, "-n", "-e", "-tt", "-l", "--immediate-mode",
                 *self.bpf_filter.split()]
-        rec = self.lab.procs.start(self.name, argv, netns=n.ul_ns(self.lab.name))
+        rec = self.lab.procs.start(self.name, argv, netns=self.netns)
         self._log = Path(rec.log)
         deadline = time.monotonic() + self.ready_timeout
         while "listening on" not in self._read():

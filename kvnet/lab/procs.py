@@ -93,12 +93,15 @@ class Supervisor:
         self._children: dict[int, subprocess.Popen[bytes]] = {}  # ours to reap
 
     def start(self, name: str, argv: Sequence[str], *, netns: str | None = None,
-              env: dict[str, str] | None = None, cwd: Path | None = None) -> ProcRecord:
+              env: dict[str, str] | None = None, cwd: Path | None = None, keep_mounts: bool = False) -> ProcRecord:
+        """`keep_mounts`: enter `netns` with `nsenter --net` instead of `ip netns exec`, keeping the machine's
+        mount namespace -- as an agent on a real host has: the namespaces it creates (bind mounts under
+        /run/netns, e.g. router namespaces) are then visible to everyone and outlive it."""
         if self.alive(name):
             raise RuntimeError(f"process {name} is already running")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log_path = self.log_dir / f"{name}.log"
-        full = in_netns(argv, netns)
+        full = ["nsenter", f"--net=/run/netns/{netns}", "--", *argv] if netns and keep_mounts else in_netns(argv, netns)
         with open(log_path, "ab") as log:
             popen = subprocess.Popen(full, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True, env=env, cwd=cwd or self.state.labdir)
@@ -111,8 +114,9 @@ class Supervisor:
         return rec
 
     def records(self) -> dict[str, ProcRecord]:
-        procs = self.state.read()["procs"]
-        return {name: ProcRecord(**d) for name, d in procs.items()}
+        """Every recorded process, in the order they were started (state.json keeps keys sorted)."""
+        procs = [ProcRecord(**d) for d in self.state.read()["procs"].values()]
+        return {rec.name: rec for rec in sorted(procs, key=lambda rec: rec.start_ticks)}
 
     def record(self, name: str) -> ProcRecord | None:
         return self.records().get(name)

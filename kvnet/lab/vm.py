@@ -56,6 +56,8 @@ def create_vm(lab: Lab, name: str, host: str, port: dict[str, Any], subnet: dict
         run(["ip", "-n", hns, "link", "add", device, "mtu", mtu, "type", "veth", "peer", "name", n.VM_IF,
              "address", port["mac_address"], "mtu", mtu, "netns", vns])
         run(["ip", "-n", hns, "link", "set", device, "up"])
+        if lab.hosts()[host].get("dataplane") == "ovs":  # OVS userspace reads the veth without offloads:
+            run(["ethtool", "-K", n.VM_IF, "tx", "off"], netns=vns)  # the VM computes its own checksums
         lines = [f"addr add {a} dev {n.VM_IF}" for a in addrs] + ([f"link set {n.VM_IF} up"] if nic_up else [])
         if subnet.get("gateway_ip") and nic_up:
             lines.append(f"route add default via {subnet['gateway_ip']} dev {n.VM_IF}")
@@ -82,6 +84,11 @@ def delete_vm(lab: Lab, name: str) -> None:
     at once would then find its device name still taken.
     """
     record = lab.vms().get(name)
+    if record and record.get("kind") == "qemu":  # a real guest: stop qemu, its taps go with it
+        from kvnet.lab.qemu_vm import delete_qemu_vm
+
+        delete_qemu_vm(lab, name)
+        return
     if record and netns.exists(n.host_ns(lab.name, record["host"])):
         run(["ip", "-n", n.host_ns(lab.name, record["host"]), "link", "del", record["device"]], check=False)
     netns.delete(n.vm_ns(lab.name, name))

@@ -25,6 +25,7 @@ from kvnet.model.resources import (
     kind_prefix,
     resource_key,
 )
+from kvnet.server.liveness import Liveness
 from kvnet.server.rules import floatingips, networks, ports, routers, subnets
 from kvnet.server.rules.common import load, remove, save
 from kvnet.store.base import Event, Store
@@ -41,6 +42,7 @@ READ_ONLY = {"id", "kind"}
 class Cloud:
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.liveness = Liveness(store)
 
     # -- reads ----------------------------------------------------------------------------------
     def get(self, kind: str, rid: str) -> dict[str, Any]:
@@ -48,14 +50,24 @@ class Cloud:
         entry = self.store.get(resource_key(kind, rid))
         if entry is None:
             raise NotFound(f"no {kind[:-1]} with id {rid}", field="id")
-        return entry.value
+        return self._live([entry.value], kind)[0]
 
     def list(self, kind: str, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
         _check_kind(kind)
         entries, _ = self.store.range(kind_prefix(kind))
         values = [e.value for e in entries]
+        values = self._live(values, kind)
         for field, wanted in (filters or {}).items():
             values = [v for v in values if str(v.get(field)) == wanted]
+        return values
+
+    def _live(self, values: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+        """Hosts read up/down from their heartbeats; ports on a host that is down read DOWN."""
+        if kind == Host.kind:
+            return self.liveness.annotate_hosts(values)
+        if kind == Port.kind and any(v.get("binding_host") for v in values):
+            hosts = [e.value for e in self.store.range(kind_prefix(Host.kind))[0]]
+            return self.liveness.annotate_ports(values, hosts)
         return values
 
     def snapshot(self) -> tuple[int, dict[str, list[dict[str, Any]]]]:
@@ -77,9 +89,10 @@ class Cloud:
     def create(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         cls = _check_kind(kind)
         _reject_fields(data, READ_ONLY - {"id"} | cls.server_fields)
-        obj = parse_resource(kind, data)
+        parsed = parse_resource(kind, data)  # once: the id stays the same across retries
 
         def write(txn: Txn) -> Resource:
+            obj = parsed.model_copy(deep=True)  # the rules fill in allocations: start clean on each retry
             if txn.get(obj.key) is not None:
                 raise InvalidInput(f"{obj.ref()} already exists", field="id")
             _rules_call(kind, "create", txn, obj)
@@ -138,7 +151,9 @@ class Cloud:
             save(txn, host)
             return host
 
-        return self._commit(write)
+        host = self._commit(write)
+        self.liveness.beat(name, agent)
+        return host
 
     def config(self) -> dict[str, Any]:
         entry = self.store.get(CloudConfig().key)

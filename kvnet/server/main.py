@@ -13,9 +13,10 @@ from kvnet.server.api import create_app
 from kvnet.server.cloud import Cloud
 from kvnet.store import open_store
 
-DEFAULT_STORE = f"sqlite:///{Path.home()}/.local/share/kvnet/kvnet.db"
 # Watch long-polls each hold a worker thread; allow many agents at once.
 WORKER_THREADS = 256
+# Agents hold long-poll watches open; on shutdown do not wait for them to time out.
+GRACEFUL_SHUTDOWN_S = 1
 
 
 def serve(store_url: str, host: str | None, port: int, uds: str | None, log_level: str = "warning") -> None:
@@ -33,7 +34,9 @@ def serve(store_url: str, host: str | None, port: int, uds: str | None, log_leve
         Path(uds).parent.mkdir(parents=True, exist_ok=True)
         if os.path.exists(uds):
             os.unlink(uds)
-        config = uvicorn.Config(app, uds=uds, log_level=log_level, access_log=False)
+        config = uvicorn.Config(app, uds=uds, log_level=log_level, access_log=False,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     else:
-        config = uvicorn.Config(app, host=host or "127.0.0.1", port=port, log_level=log_level, access_log=False)
+        config = uvicorn.Config(app, host=host or "127.0.0.1", port=port, log_level=log_level, access_log=False,
+                                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     uvicorn.Server(config).run()

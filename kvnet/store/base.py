@@ -99,6 +99,10 @@ class Store(ABC):
     def compact_revision(self) -> int:
         """Events below this revision are no longer kept."""
 
+    def compact(self, revision: int) -> None:
+        """Forget the history below `revision` (etcd's compaction); watchers from before it get `Compacted`."""
+        raise NotImplementedError(f"{type(self).__name__} cannot compact")
+
     @abstractmethod
     def close(self) -> None: ...
 

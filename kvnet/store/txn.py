@@ -8,6 +8,8 @@ the store's write lock makes conflicts impossible) and on etcd (where compares c
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -74,12 +76,15 @@ class Txn:
 def transact(store: Store, fn: Callable[[Txn], T]) -> tuple[T, int | None]:
     """Run `fn` in a transaction and commit it; returns (fn's result, new revision or None if it
     wrote nothing). Retries on conflict; errors raised by `fn` abort without writing anything."""
-    for _ in range(MAX_ATTEMPTS):
+    for attempt in range(MAX_ATTEMPTS):
         with store.write_lock():
             txn = Txn(store)
             result = fn(txn)
             try:
                 return result, txn.commit()
             except RetryableConflict:
-                continue
+                pass
+        # Only a distributed store (etcd) gets here: writers racing for one hot key back off a random,
+        # growing while so that one of them wins each round instead of all retrying in lockstep.
+        time.sleep(random.uniform(0, min(0.1, 0.002 * 2**attempt)))
     raise RetryableConflict(f"gave up after {MAX_ATTEMPTS} conflicting attempts; the store is busy, retry")

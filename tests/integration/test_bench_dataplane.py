@@ -71,7 +71,8 @@ def test_dropper_half_the_packets_is_seen_as_half_loss(prefix):
 
 def test_rate_limited_generator_sends_about_the_target(prefix):
     with base.get("veth").build(prefix) as ep:
-        m = measure.measure(ep, Trafgen(rate_pps=20_000), 64, 0.5)
+        # A 2 s window: trafgen catches up after a stall on a loaded machine, which a short window overstates.
+        m = measure.measure(ep, Trafgen(rate_pps=20_000), 64, 2.0)
     assert 10_000 <= m.pps <= 30_000
 
 

@@ -52,7 +52,8 @@ def test_control_plane_argv(tmp_path: Path) -> None:
     assert server_argv(tmp_path)[1:] == ["-m", "kvnet", "server", "--store", f"sqlite:///{tmp_path}/kvnet.db",
                                          "--uds", f"{tmp_path}/kvnet.sock"]
     assert agent_argv(tmp_path, "h2")[1:] == ["-m", "kvnet", "agent", "--host", "h2", "--server",
-                                              f"unix:{tmp_path}/kvnet.sock"]
+                                              f"unix:{tmp_path}/kvnet.sock",
+                                              "--sriov-emulation", f"{tmp_path}/sriov/h2.json"]
     assert server_url(Lab("kvlab", tmp_path)) == f"unix:{tmp_path}/kvlab/kvnet.sock"
 
 

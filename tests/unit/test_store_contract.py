@@ -1,7 +1,9 @@
-"""The store contract: every engine must pass these unchanged (SQLite now; etcd joins the params)."""
+"""The store contract: every engine must pass these unchanged (SQLite, and a real 3-member etcd cluster,
+fresh for each test so that its history starts empty, when etcd is installed)."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,11 +18,24 @@ from kvnet.store.txn import Txn, transact
 StoreFactory = Callable[[], Store]
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=["sqlite", "etcd"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    engine = SQLiteStore(tmp_path / "contract.db")
-    yield engine
-    engine.close()
+    if request.param == "sqlite":
+        engine: Store = SQLiteStore(tmp_path / "contract.db")
+        yield engine
+        engine.close()
+        return
+    if shutil.which("etcd") is None:
+        pytest.skip("etcd is not installed (apt-get install etcd-server)")
+    from kvnet.etcd.cluster import running_cluster
+    from kvnet.store.etcd import EtcdStore
+
+    with running_cluster(tmp_path / "etcd", 3) as cluster:
+        engine = EtcdStore(cluster.endpoints)
+        try:
+            yield engine
+        finally:
+            engine.close()
 
 
 def test_prefix_end() -> None:
@@ -93,7 +108,6 @@ def test_delete_of_missing_key_is_not_an_event(store: Store) -> None:
 def test_compacted_history_raises_with_the_oldest_kept_revision(store: Store) -> None:
     for i in range(10):
         store.commit([], [Put(f"/c/{i}", {})])
-    assert isinstance(store, SQLiteStore)
     store.compact(6)
     with pytest.raises(Compacted) as info:
         store.wait_events("/c/", 3, timeout=0)

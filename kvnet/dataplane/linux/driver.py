@@ -14,12 +14,14 @@ from kvnet.dataplane.linux.apply import apply
 from kvnet.dataplane.linux.diff import ChangeSet, diff
 from kvnet.dataplane.linux.observe import observe
 from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode, render
+from kvnet.dataplane.linux.router import RouterDriver
 
 
 class LinuxDriver:
     def __init__(self, netns: str | None = None, arp_mode: ArpMode = DEFAULT_ARP_MODE) -> None:
         self.netns = netns
         self.arp_mode = arp_mode
+        self.routers = RouterDriver(netns)  # router namespaces first: their legs are ports for the L2 pass
 
     def plan_changes(self, plan: HostPlan) -> ChangeSet:
         """What the next reconcile would do, without doing it."""
@@ -27,12 +29,15 @@ class LinuxDriver:
 
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
         start = time.perf_counter()
+        routed, errors = self.routers.reconcile(plan)
         changes = self.plan_changes(plan)
-        errors = apply(changes, self.netns)
+        errors += apply(changes, self.netns)
+        errors += self.routers.after_l2(plan, routed)  # needs the legs attached by the L2 pass above
         errors += [f"link {name} exists but is not kvnet's; left alone" for name in changes.conflicts]
         counts = changes.counts()
         return ReconcileResult(
-            added=counts["added"], changed=counts["changed"], removed=counts["removed"],
+            added=counts["added"] | routed.added, changed=counts["changed"] | routed.changed,
+            removed=counts["removed"] | routed.removed,
             missing_ports=tuple(a.owner.removeprefix("port:") for a in changes.missing
                                 if a.owner.startswith("port:")),
             missing_devices=tuple(a.device for a in changes.missing),

@@ -6,6 +6,7 @@ from kvnet.errors import Conflict, Exhausted, InvalidInput
 from kvnet.model.resources import FixedIP, FloatingIP, Host, Network, Port, QoSPolicy, SecurityGroup, Subnet
 from kvnet.server import allocation
 from kvnet.server.rules.common import immutable, load, load_all, save
+from kvnet.server.rules.vf_binding import bind_vf
 from kvnet.store.txn import Txn
 
 ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
@@ -14,6 +15,7 @@ ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
 def create(txn: Txn, port: Port) -> None:
     network = load(txn, Network, port.network_id, field="network_id")
     _check_references(txn, port)
+    bind_vf(txn, port)
     if port.mac_address:
         allocation.claim_mac(txn, port.mac_address, f"port {port.id}")
     else:
@@ -27,6 +29,7 @@ def create(txn: Txn, port: Port) -> None:
 def update(txn: Txn, old: Port, new: Port) -> None:
     immutable(old, new, "network_id")
     _check_references(txn, new)
+    bind_vf(txn, new, old)
     if new.mac_address != old.mac_address:
         if new.mac_address is None:
             raise InvalidInput("cannot be removed", field="mac_address")
