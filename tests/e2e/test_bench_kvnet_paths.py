@@ -12,8 +12,10 @@ pytestmark = pytest.mark.root
 
 
 def test_kvnet_vxlan_path_is_measured_against_its_reference_and_removed() -> None:
+    before = set(netns.list_with_prefix("kb")) | set(netns.list_with_prefix("kvbd"))
     entries = run_dataplane_bench(["vxlan", "kvnet-vxlan"], sizes=(64,), seconds=0.5, repeats=1, ping_count=10)
     kvnet = next(e for e in entries if e["path"] == "kvnet-vxlan")
     assert kvnet["reference"] == "vxlan" and kvnet["pps"] > 1000 and kvnet["loss"] < 0.05
     assert kvnet["ratio_to_reference"] is not None and kvnet["ratio_to_reference"] > 0
-    assert netns.list_with_prefix("kb") == [] and netns.list_with_prefix("kvbd") == []
+    after = set(netns.list_with_prefix("kb")) | set(netns.list_with_prefix("kvbd"))
+    assert after - before == set(), "the paths left namespaces behind"
