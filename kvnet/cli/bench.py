@@ -76,7 +76,7 @@ def _csv(text: str) -> list[str]:
 def dataplane(paths: str = typer.Option(None, help="comma-separated paths (default: all); see --list"),
               sizes: str = typer.Option("64,1518", help="frame sizes in bytes"),
               seconds: float = typer.Option(2.0, help="measurement window per sample"),
-              repeats: int = typer.Option(3), loads: str = typer.Option("0,30,60,90", help="host CPU load %"),
+              repeats: int = typer.Option(3), loads: str = typer.Option("0,60,90", help="host CPU load %"),
               list_paths: bool = typer.Option(False, "--list", help="list the known paths and exit"),
               as_json: bool = typer.Option(False, "--json"),
               out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:
