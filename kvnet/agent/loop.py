@@ -257,12 +257,14 @@ class Agent:
 
 def make_driver(dataplane: str, netns: str | None) -> Driver:
     """linux: this (or `netns`'s) kernel. ovs: the OVS instance at $OVS_RUNDIR (default
-    /var/run/openvswitch), bridges of datapath type $KVNET_OVS_DATAPATH (default system; the lab: netdev)."""
+    /var/run/openvswitch), bridges of datapath type $KVNET_OVS_DATAPATH (default system; the lab: netdev).
+    Both run the same router pass (router namespaces in this or `netns`'s kernel)."""
     if dataplane == "ovs":
+        from kvnet.dataplane.linux.router import RouterDriver
         from kvnet.dataplane.ovs import OvsDriver
 
         return OvsDriver(Path(os.environ.get("OVS_RUNDIR", "/var/run/openvswitch")),
-                         datapath_type=os.environ.get("KVNET_OVS_DATAPATH", "system"))
+                         datapath_type=os.environ.get("KVNET_OVS_DATAPATH", "system"), routers=RouterDriver(netns))
     from kvnet.dataplane.linux import LinuxDriver
 
     return LinuxDriver(netns)

@@ -23,12 +23,16 @@ from typing import Any
 
 from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
+from kvnet.agent.plan import HostPlan
 from kvnet.client import Client
 from kvnet.dataplane.linux import LinuxDriver
+from kvnet.dataplane.linux.router import RouterDriver
+from kvnet.dataplane.ovs import OvsDriver
 from kvnet.lab import control
 from kvnet.lab import names as n
 from kvnet.lab.demo import DemoVM, boot_vm
 from kvnet.lab.lab import Lab
+from kvnet.lab.ovs import DATAPATH, host_rundir
 from kvnet.lab.probe import UnderlayCapture, ping, ping_until, ping_until_ns
 from kvnet.lab.spec import default_spec
 from kvnet.lab.vm import delete_vm
@@ -116,17 +120,31 @@ def pending_changes(lab: Lab, client: Client) -> tuple[int, int]:
     """(kvnet-owned kernel objects the model no longer has, all changes still to make) over every host.
 
     Computed like the agents do: the model from the API, compile, then diff against each host's
-    kernel (L2 objects in the host namespace, router namespaces with everything in them)."""
+    dataplane (L2 objects in the host namespace or its OVS instance, router namespaces with everything
+    in them)."""
     model = CloudModel.from_snapshot(client.snapshot())
     stale = total = 0
-    for host in sorted(lab.hosts()):
+    for host, data in sorted(lab.hosts().items()):
         plan = compile_host(host, model)
-        driver = LinuxDriver(n.host_ns(lab.name, host))
-        routed, routed_stale = driver.routers.plan_changes(plan)
-        l2 = driver.plan_changes(plan)
-        stale += routed_stale + sum(l2.counts()["removed"].values())
-        total += len(routed) + len(l2)
+        routed, routed_stale = RouterDriver(n.host_ns(lab.name, host)).plan_changes(plan)
+        l2_stale, l2_total = (_ovs_pending if data.get("dataplane") == "ovs" else _linux_pending)(lab, host, plan)
+        stale += routed_stale + l2_stale
+        total += len(routed) + l2_total
     return stale, total
+
+
+def _linux_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:
+    l2 = LinuxDriver(n.host_ns(lab.name, host)).plan_changes(plan)
+    return sum(l2.counts()["removed"].values()), len(l2)
+
+
+def _ovs_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:
+    """OVSDB rows and flows of an OVS host's kv-int/physnet bridges still to delete, and all changes."""
+    with OvsDriver(host_rundir(lab.dir, host), datapath_type=DATAPATH) as driver:
+        db, flows = driver.plan_changes(plan)
+    stale = len(db.bridge_del) + len(db.port_del) + flows.count("delete")
+    return stale, stale + len(db.bridge_add) + len(db.bridge_change) + len(db.port_add) + len(db.port_change) \
+        + flows.count("add")
 
 
 def wait_converged(lab: Lab, client: Client, deadline_s: float = DEADLINE_S) -> tuple[int, int]:

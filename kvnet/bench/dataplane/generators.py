@@ -56,7 +56,7 @@ def trafgen_config(ep: Endpoints, size: int, *, sport: int = 1024, dport: int = 
 
 
 def trafgen_argv(dev: str, cfg: str | Path, *, rate_pps: int | None = None, count: int | None = None,
-                 cpus: int = 1) -> list[str]:
+                 cpus: int = 1, gap_us: int | None = None) -> list[str]:
     # --no-sock-mem / --notouch-irq: trafgen must not retune the machine's socket memory or IRQs.
     argv = ["trafgen", "--dev", dev, "--conf", str(cfg), "--cpus", str(cpus), "--no-sock-mem",
             "--notouch-irq", "--no-cpu-stats"]
@@ -64,14 +64,21 @@ def trafgen_argv(dev: str, cfg: str | Path, *, rate_pps: int | None = None, coun
         argv += ["--rate", f"{rate_pps}pps"]
     if count:
         argv += ["--num", str(count)]
+    if gap_us:
+        argv += ["--gap", f"{gap_us}us"]
     return argv
 
 
 @dataclass
 class Trafgen:
-    """trafgen flat out (or at `rate_pps`) until stopped, or for `count` packets."""
+    """trafgen flat out (or at `rate_pps`) until stopped, or for `count` packets.
+
+    `rate_pps` is met per second but sent in bursts (trafgen 0.6.8: 1000 pps left as one burst of
+    1000 frames); `gap_us` paces frame by frame instead (one send call each, so the rate is lower than
+    1e6/gap: 100 us gave ~3 kpps), for receivers with small buffers (OVS userspace, ~256 frames)."""
 
     rate_pps: int | None = None
+    gap_us: int | None = None
     count: int | None = None
     cpus: int = 1
     port: int = 9
@@ -84,7 +91,7 @@ class Trafgen:
             cfg = Path(tmp) / "udp.cfg"
             cfg.write_text(trafgen_config(ep, size, dport=self.port))
             argv = trafgen_argv(ep.sender_dev, cfg, rate_pps=self.rate_pps, count=self.count,
-                                cpus=self.cpus)
+                                cpus=self.cpus, gap_us=self.gap_us)
             with procs.group(argv, netns=ep.sender_ns) as proc:
                 yield proc
 

@@ -13,7 +13,11 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any
 
-from kvnet.bench.dataplane import base, latency
+from kvnet.bench.dataplane import (
+    base,
+    latency,
+    ovs_paths,  # noqa: F401  (registers ovs-vxlan-ref, kvnet-ovs-vxlan)
+)
 from kvnet.bench.dataplane import bridged_paths as _bridged_paths  # registers the hand-built routed references
 from kvnet.bench.dataplane import kvnet_paths as _kvnet_paths  # registers the paths kvnet builds
 from kvnet.bench.dataplane import paths as _paths  # registers the hand-built paths

@@ -15,6 +15,7 @@ from kvnet.dataplane.linux.diff import ChangeSet, diff
 from kvnet.dataplane.linux.observe import observe
 from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode, render
 from kvnet.dataplane.linux.router import RouterDriver
+from kvnet.dataplane.linux.router_fdb import reconcile_leg_fdb
 
 
 class LinuxDriver:
@@ -32,7 +33,8 @@ class LinuxDriver:
         routed, errors = self.routers.reconcile(plan)
         changes = self.plan_changes(plan)
         errors += apply(changes, self.netns)
-        errors += self.routers.after_l2(plan, routed)  # needs the legs attached by the L2 pass above
+        errors += reconcile_leg_fdb(plan, self.netns)[1]  # the legs' MACs pinned on their bridges
+        errors += self.routers.after_l2(routed)  # needs the legs attached by the L2 pass above
         errors += [f"link {name} exists but is not kvnet's; left alone" for name in changes.conflicts]
         counts = changes.counts()
         return ReconcileResult(

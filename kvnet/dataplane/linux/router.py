@@ -3,6 +3,12 @@
 The host namespace's own name prefixes the router namespaces' names, so two lab hosts on one
 machine never see each other's routers. An agent started with `ip netns exec` learns that name from
 `ip netns identify`; on a real hypervisor (root namespace) it is empty and routers are `kvr-<id>`.
+
+Shared by both host dataplanes: the Linux driver and the OVS driver each run this same pass first
+(namespaces, veth legs, addresses, routes, rules, neighbours, nft), then plug the legs' host ends
+(`kvt-<id>`) like VM taps in their own L2 pass -- a bridge port with its MAC pinned as a static FDB
+entry (`router_fdb.py`), or an OVS port on kv-int whose flows keep the shared DVR gateway MAC off the
+tunnels (`kvnet.dataplane.ovs.flows`) -- and call `after_l2` last.
 """
 
 from __future__ import annotations
@@ -10,7 +16,6 @@ from __future__ import annotations
 from kvnet.agent.plan import HostPlan
 from kvnet.dataplane.linux.router_apply import announce_fips, apply_routers
 from kvnet.dataplane.linux.router_diff import RouterChanges, diff_routers
-from kvnet.dataplane.linux.router_fdb import reconcile_leg_fdb
 from kvnet.dataplane.linux.router_observe import observe_routers
 from kvnet.dataplane.linux.router_render import render_routers
 from kvnet.sys.cmd import run
@@ -36,6 +41,6 @@ class RouterDriver:
         changes, _ = self.plan_changes(plan)
         return changes, apply_routers(changes, self.host_netns)
 
-    def after_l2(self, plan: HostPlan, changes: RouterChanges) -> list[str]:
-        """Once the L2 pass has attached the legs: their MACs pinned on the bridge, new FIPs announced."""
-        return reconcile_leg_fdb(plan, self.host_netns)[1] + announce_fips(changes)
+    def after_l2(self, changes: RouterChanges) -> list[str]:
+        """Once the L2 pass has attached the legs: the floating IPs added in this pass announced."""
+        return announce_fips(changes)

@@ -8,6 +8,12 @@
 No memory between passes: a fresh driver on a programmed host observes the same tags and ofports,
 renders the same flows with the same cookies and changes nothing (an agent restart drops no packet).
 `watch(wake)` starts the monitor that notices a restarted ovs-vswitchd (see monitor.py).
+
+Routers: given a `RouterDriver` (the agent passes one), the pass starts with the same router
+reconcile the Linux driver runs (router namespaces, veth legs, addresses, routes, NAT); the legs'
+host ends are ports of the plan, so phase 1 plugs them into kv-int like VM taps (router_legs.py
+brings them up), phase 2's flows keep a distributed router's shared gateway MAC off the tunnels
+(flows.py), and new floating IPs are announced last. Without one, a plan with routers is an error.
 """
 
 from __future__ import annotations
@@ -18,21 +24,25 @@ from pathlib import Path
 
 from kvnet.agent.plan import HostPlan
 from kvnet.dataplane import ReconcileResult
+from kvnet.dataplane.linux.router import RouterDriver
+from kvnet.dataplane.linux.router_diff import RouterChanges
 from kvnet.dataplane.ovs import openflow
 from kvnet.dataplane.ovs.diff import DbChanges, FlowChanges, diff_db, diff_flows
 from kvnet.dataplane.ovs.flows import render_flows
 from kvnet.dataplane.ovs.monitor import RestartMonitor
 from kvnet.dataplane.ovs.ovsdb import Ovsdb
 from kvnet.dataplane.ovs.render import assign_lvids, render_db
-from kvnet.dataplane.ovs.state import Flow, ObservedDb
+from kvnet.dataplane.ovs.router_legs import legs_up
+from kvnet.dataplane.ovs.state import DesiredDb, Flow, ObservedDb
 
 DEFAULT_RUNDIR = Path("/var/run/openvswitch")
 
 
 class OvsDriver:
     def __init__(self, rundir: Path = DEFAULT_RUNDIR, *, datapath_type: str = "system",
-                 timeout: float = 10.0) -> None:
+                 timeout: float = 10.0, routers: RouterDriver | None = None) -> None:
         self.rundir = Path(rundir)
+        self.routers = routers
         self.datapath_type = datapath_type
         self.db = Ovsdb(f"unix:{self.rundir / 'db.sock'}", timeout)
         self.monitor: RestartMonitor | None = None
@@ -56,9 +66,30 @@ class OvsDriver:
             self.monitor = RestartMonitor(self, wake, interval_s)
             self.monitor.start()
 
+    def plan_changes(self, plan: HostPlan) -> tuple[DbChanges, FlowChanges]:
+        """What the next pass would change in OVSDB and OpenFlow (not the routers), without doing it."""
+        observed = self.db.observe()
+        lvids = assign_lvids(plan, _current_lvids(observed))
+        desired_db = render_db(plan, lvids, self.datapath_type)
+        flows = render_flows(plan, lvids, observed.ofports)
+        return diff_db(desired_db, observed), self._diff_flows(desired_db, flows)
+
+    def _diff_flows(self, desired_db: DesiredDb, flows: list[Flow]) -> FlowChanges:
+        bridges = sorted(set(desired_db.bridges) | {f.bridge for f in flows})
+        return diff_flows(flows, [f for bridge in bridges for f in openflow.dump(self.rundir, bridge)])
+
+    def _route(self, plan: HostPlan) -> tuple[RouterChanges, list[str]]:
+        """The shared router pass, then the legs' host ends up (they are kv-int ports from here on)."""
+        if self.routers is None:
+            return RouterChanges(), ["routers planned, but this OVS driver has no router pass"] * bool(plan.routers)
+        routed, errors = self.routers.reconcile(plan)
+        raised, up_errors = legs_up(plan, self.routers.host_netns)
+        routed.changed["leg"] += raised
+        return routed, errors + up_errors
+
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
         start = time.perf_counter()
-        errors: list[str] = []
+        routed, errors = self._route(plan)
         observed = self.db.observe()
         lvids = assign_lvids(plan, _current_lvids(observed))
         desired_db = render_db(plan, lvids, self.datapath_type)
@@ -70,8 +101,7 @@ class OvsDriver:
             observed = self.db.observe()
         flows = render_flows(plan, lvids, observed.ofports)
         bridges = sorted(set(desired_db.bridges) | {f.bridge for f in flows})
-        have = [f for bridge in bridges for f in openflow.dump(self.rundir, bridge)]
-        flow_changes = diff_flows(flows, have)
+        flow_changes = self._diff_flows(desired_db, flows)
         for bridge in bridges:
             error = openflow.apply(self.rundir, bridge, flow_changes.add.get(bridge, []),
                                    flow_changes.delete.get(bridge, []))
@@ -79,12 +109,15 @@ class OvsDriver:
                 errors.append(error)
         self.installed = flows
         self.used_ofports = {name: observed.ofports.get(name, -1) for name in desired_db.ports}
+        if self.routers is not None:
+            errors += self.routers.after_l2(routed)  # the legs are on kv-int with their flows now
         errors += db_changes.conflicts
         errors += [f"network {n}: type not supported by the OVS driver" for n in desired_db.unsupported]
         missing = [p for p in plan.ports if observed.ofports.get(p.device, -1) <= 0]
         return ReconcileResult(
-            added=_counts(db_changes, flow_changes, "add"), changed=_counts(db_changes, flow_changes, "change"),
-            removed=_counts(db_changes, flow_changes, "del"),
+            added=_counts(db_changes, flow_changes, "add") | routed.added,
+            changed=_counts(db_changes, flow_changes, "change") | routed.changed,
+            removed=_counts(db_changes, flow_changes, "del") | routed.removed,
             missing_ports=tuple(p.port_id for p in missing), missing_devices=tuple(p.device for p in missing),
             errors=tuple(errors), duration_ms=(time.perf_counter() - start) * 1000)
 

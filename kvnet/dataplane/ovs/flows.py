@@ -13,9 +13,11 @@ from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent b
                                                               whose absence means vswitchd lost its flows)
   table 10 ARP        ARP request for an IP in the plan's arp_entries -> answered here (the request is
                       turned into the reply and sent back out of the port it came in on)
-                      other ARP requests on a tunnel network with the responder on -> drop (every
-                      address of such a network is in the plan: nothing to ask the underlay, as the
-                      Linux driver's VXLAN proxy does)
+                      other ARP requests on a tunnel network with the responder on -> this host's
+                      other ports only, never the tunnels (every remote address of such a network is
+                      in the plan: nothing to ask the underlay, as the Linux driver's VXLAN proxy
+                      does, while its bridge still floods locally); this is how a VM finds its
+                      distributed router's gateway leg, which is on every host and in no ARP table
                       anything else -> goto 20
   table 20 L2         dl_dst=<local VM MAC>  -> output to its port
                       dl_dst=<remote MAC> (L2 population, frames from local ports only)
@@ -24,6 +26,9 @@ from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent b
   table 30 FLOOD      from a local port: every other local port of the network, one copy per
                       `flood_to` host (only hosts with ports in the network), and the physnet patch
                       with the lvid pushed as a VLAN tag; from a tunnel or the physnet: local ports only
+                      tunnel network, from a local port with dl_src = a distributed router's shared
+                      gateway MAC (its `qr-` leg here; priority 110) -> local ports only: that MAC is on every
+                      host of the router, so a frame from it is never flooded into the tunnels
                       anything else -> drop
 
 kvp-<nic> (one per physnet interface; fail_mode=secure):
@@ -33,6 +38,12 @@ kvp-<nic> (one per physnet interface; fail_mode=secure):
                       in_port=<nic>, dl_vlan=<provider VLAN> -> tag rewritten to the lvid, out the patch
                       in_port=<nic>, untagged  -> (flat network) lvid pushed, out the patch
                       anything else -> drop: frames of VLANs no network here uses never enter kv-int
+
+The DVR gateway MAC never reaches the tunnels otherwise either: it is never a remote entry (the
+compiler keeps a distributed router's interface ports local on every host), frames *to* it match its
+local leg in table 20, and kv-int learns nothing (no NORMAL, no learn action), so frames routed by
+another host that arrive from a tunnel with it as source move nothing. Unicast frames the local
+router sends to VMs on other hosts do carry it as source, as in the Linux driver.
 
 Flows for a port whose device does not exist yet (ofport -1) are left out; they appear in the pass
 after the hypervisor creates the device.
@@ -47,6 +58,19 @@ from kvnet.dataplane.ovs.state import INT_BRIDGE, TUNNEL_PORTS, Flow, int_patch,
 
 CLASSIFY, ARP, L2, FLOOD = 0, 10, 20, 30
 VLAN_PRESENT = 0x1000
+DVR_ROLES = ("dvr", "dvr_snat")
+INTERFACE_LEG = "qr-"
+
+
+def dvr_gateway_macs(plan: HostPlan) -> dict[str, tuple[str, ...]]:
+    """network id -> the shared gateway MACs of distributed routers' interface legs on this host."""
+    out: dict[str, set[str]] = {}
+    for router in plan.routers:
+        if router.role in DVR_ROLES:
+            for leg in router.legs:
+                if leg.name.startswith(INTERFACE_LEG):
+                    out.setdefault(leg.network_id, set()).add(leg.mac)
+    return {net: tuple(sorted(macs)) for net, macs in out.items()}
 
 
 def canary(bridge: str = INT_BRIDGE) -> Flow:
@@ -59,8 +83,9 @@ def render_flows(plan: HostPlan, lvids: Mapping[str, int], ofports: Mapping[str,
         return []
     out = [canary(), Flow(INT_BRIDGE, ARP, 0, "", f"goto_table:{L2}"),
            Flow(INT_BRIDGE, L2, 0, "", f"goto_table:{FLOOD}"), Flow(INT_BRIDGE, FLOOD, 0, "", "drop")]
+    shared = dvr_gateway_macs(plan)
     for net in plan.networks:
-        out += _network_flows(plan, net, lvids[net.network_id], ofports)
+        out += _network_flows(plan, net, lvids[net.network_id], ofports, shared.get(net.network_id, ()))
     out = list(dict.fromkeys(out))  # networks sharing a physnet bridge share its canary
     keys = [(f.bridge, f.table, f.priority, f.match) for f in out]
     if len(set(keys)) != len(keys):
@@ -74,8 +99,10 @@ def _local_ports(plan: HostPlan, net: NetworkPlan, ofports: Mapping[str, int]) -
             if p.network_id == net.network_id and ofports.get(p.device, -1) > 0]
 
 
-def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping[str, int]) -> Iterator[Flow]:
+def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping[str, int],
+                   gateway_macs: tuple[str, ...] = ()) -> Iterator[Flow]:
     local = _local_ports(plan, net, ofports)
+    outputs = [f"output:{ofport}" for _, ofport in local]
     tag = f"reg6={lvid:#x}"
     for mac, ofport in local:
         yield Flow(INT_BRIDGE, CLASSIFY, 100, f"in_port={ofport}",
@@ -96,7 +123,7 @@ def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping
         if hosts:
             uplink = [to_tunnel] + [a for ip in hosts for a in (f"set_field:{ip}->tun_dst", f"output:{tunnel_ofport}")]
         if plan.arp_responder:
-            yield Flow(INT_BRIDGE, ARP, 50, f"arp,{tag},arp_op=1", "drop")
+            yield Flow(INT_BRIDGE, ARP, 50, f"arp,{tag},arp_op=1", ",".join(outputs) or "drop")
     elif net.physnet_interface and net.network_type in ("flat", "vlan"):
         patch = ofports.get(int_patch(net.physnet_interface), -1)
         if patch > 0:
@@ -107,11 +134,12 @@ def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping
     if plan.arp_responder:
         for ip, mac in net.arp_entries:
             yield Flow(INT_BRIDGE, ARP, 100, f"arp,{tag},arp_op=1,arp_tpa={ip}", _arp_reply(ip, mac))
-    outputs = [f"output:{ofport}" for _, ofport in local]
     if outputs or uplink:
         yield Flow(INT_BRIDGE, FLOOD, 100, f"{tag},reg7=0", ",".join(outputs + uplink))
     if outputs:
         yield Flow(INT_BRIDGE, FLOOD, 100, f"{tag},reg7=0x1", ",".join(outputs))
+    for mac in gateway_macs if tunnel_port else ():  # DVR gateway MAC: floods to local ports, never to tunnels
+        yield Flow(INT_BRIDGE, FLOOD, 110, f"{tag},reg7=0,dl_src={mac}", ",".join(outputs) or "drop")
 
 
 def _arp_reply(ip: str, mac: str) -> str:

@@ -1,0 +1,134 @@
+"""Open vSwitch paths in the pps harness: a hand-built OVS VXLAN reference and the same path built by kvnet.
+
+ovs-vxlan-ref    sender -- [h1: OVS br-int (vs, vx)] =underlay= [h2: OVS br-int (vx, vr)] -- receiver
+                 Two host namespaces, each with its own ovsdb-server + ovs-vswitchd (userspace datapath,
+                 started by `kvnet.lab.ovs` in a run directory of its own), the tunnel endpoint on br-phy
+                 holding the underlay veth (as in the lab), a static VXLAN port (remote_ip, key 42) and two
+                 hand-written flows: VM port <-> VXLAN port. The least OVS can do for this path.
+kvnet-ovs-vxlan  a kvnet lab whose two hosts run OVS (`dataplane="ovs"`), two VMs on one VXLAN network
+                 booted through the API: kv-int, the flow-based `kv-vxlan` port and kvnet's four tables.
+
+The userspace datapath (no openvswitch kernel module here) is far slower than the kernel: about 0.5x
+of the hand-built kernel VXLAN path (`ovs-vxlan-ref`'s reference) and it drops under flat-out load
+(see /work/shared/facts/ovs-userspace.md). What kvnet answers for is `kvnet-ovs-vxlan`'s ratio to
+`ovs-vxlan-ref`: the cost of kvnet's OVS configuration over the same datapath.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from kvnet.bench.dataplane.base import Endpoints, Namespaces, addr, mac_of, namespaces, register
+from kvnet.bench.dataplane.kvnet_paths import CIDR, DEADLINE_S, bench_lab_name, use_lab_underlay
+from kvnet.client import Client
+from kvnet.lab import control, ovs
+from kvnet.lab import names as n
+from kvnet.lab.demo import DemoVM, boot_vm
+from kvnet.lab.lab import Lab
+from kvnet.lab.probe import ping_until, ping_until_ns
+from kvnet.lab.procs import Supervisor
+from kvnet.lab.state import StateFile
+from kvnet.sys.cmd import run
+from kvnet.sys.netns import add_veth
+
+UNDERLAY, OVERLAY = "192.168.97", "10.97.0"
+UNDERLAY_MTU = 1600  # room for VXLAN under 1500-byte inner frames
+VNI = 42
+REF_BRIDGE = "br-int"
+
+
+def _vm(ns: Namespaces, role: str, host: str, port: str, ip: str) -> str:
+    """A VM namespace whose eth0's peer `port` is in `host`; checksums computed by the VM itself (OVS
+    userspace reads raw frames and drops partial checksums)."""
+    vm = ns.add(role)
+    add_veth("eth0", vm, port, host)
+    run(["ethtool", "-K", "eth0", "tx", "off"], netns=vm)
+    addr(vm, "eth0", f"{ip}/24")
+    return vm
+
+
+def _ovs_host(procs: Supervisor, rundir: Path, host: str, index: int, port: str) -> ovs.OvsInstance:
+    """OVS in `host`: tunnel endpoint .index on br-phy, br-int with `port` and a VXLAN port to the peer."""
+    inst = ovs.start(procs, host, host, rundir / host)
+    ovs.add_tunnel_endpoint(inst, "u", f"{UNDERLAY}.{index}/24", UNDERLAY_MTU)
+    peer = f"{UNDERLAY}.{3 - index}"
+    inst.vsctl("add-br", REF_BRIDGE, "--", "set", "bridge", REF_BRIDGE, f"datapath_type={ovs.DATAPATH}",
+               "fail_mode=secure", "--", "add-port", REF_BRIDGE, port, "--", "add-port", REF_BRIDGE, "vx",
+               "--", "set", "interface", "vx", "type=vxlan", f"options:remote_ip={peer}",
+               f"options:local_ip={UNDERLAY}.{index}", f"options:key={VNI}")
+    flows = f"in_port={port},actions=output:vx\nin_port=vx,actions=output:{port}\n"
+    run(["ovs-ofctl", "add-flows", f"unix:{inst.rundir / REF_BRIDGE}.mgmt", "-"], input=flows)
+    return inst
+
+
+@dataclass(frozen=True)
+class OvsVxlanRef:
+    name: str = "ovs-vxlan-ref"
+    reference: str | None = "vxlan"
+    description: str = "two hosts, OVS userspace VXLAN by hand (static port, two flows each)"
+
+    @contextmanager
+    def build(self, prefix: str) -> Iterator[Endpoints]:
+        with ExitStack() as stack:
+            ns = stack.enter_context(namespaces(prefix))  # deleted last, after the daemons stopped
+            rundir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="kvovs", dir="/tmp")))
+            procs = Supervisor(StateFile(rundir))
+            stack.callback(procs.stop_all)
+            h1, h2 = ns.add("h1"), ns.add("h2")
+            add_veth("u", h1, "u", h2, mtu=UNDERLAY_MTU)
+            run(["ip", "-n", h2, "link", "set", "u", "mtu", str(UNDERLAY_MTU)])  # add_veth sets end a only
+            s = _vm(ns, "s", h1, "vs", f"{OVERLAY}.1")
+            r = _vm(ns, "r", h2, "vr", f"{OVERLAY}.2")
+            for index, (host, port) in enumerate(((h1, "vs"), (h2, "vr")), start=1):
+                _ovs_host(procs, rundir, host, index, port)
+            if ping_until_ns(s, f"{OVERLAY}.2", DEADLINE_S) is None:
+                raise RuntimeError(f"{self.name}: the hand-built OVS VXLAN path does not connect")
+            yield Endpoints(sender_ns=s, sender_dev="eth0", src_mac=mac_of(s, "eth0"), src_ip=f"{OVERLAY}.1",
+                            dst_mac=mac_of(r, "eth0"), dst_ip=f"{OVERLAY}.2", receiver_ns=r,
+                            receiver_dev="eth0", host_ns=h2)
+
+
+@dataclass(frozen=True)
+class KvnetOvsL2Path:
+    """`kvnet_paths.KvnetL2Path` on hosts of another dataplane: sender VM on h1, receiver on `receiver_host`.
+    (A variant rather than a reuse: KvnetL2Path builds Linux hosts only.)"""
+
+    name: str
+    reference: str
+    description: str
+    receiver_host: str
+    dataplane: str = "ovs"
+    lab_name: Callable[[], str] = bench_lab_name  # tests give their own prefix
+
+    @contextmanager
+    def build(self, prefix: str) -> Iterator[Endpoints]:
+        lab_name = self.lab_name()
+        lab = Lab(lab_name)
+        try:
+            lab.up(ovs.lab_spec(lab_name, 2, self.dataplane), control_plane=True)
+            with Client(control.server_url(lab)) as client:
+                use_lab_underlay(client)
+                network = client.create("networks", {"name": "bench"})
+                client.create("subnets", {"network_id": network["id"], "cidr": CIDR})
+                sender = DemoVM("snd", "h1", "bench", "10.92.0.11")
+                receiver = DemoVM("rcv", self.receiver_host, "bench", "10.92.0.12")
+                records = {vm.name: boot_vm(lab, client, vm) for vm in (sender, receiver)}
+            if ping_until(lab, sender.name, receiver.ip, DEADLINE_S) is None:
+                raise RuntimeError(f"{self.name}: kvnet did not connect the benchmark VMs")
+            yield Endpoints(
+                sender_ns=n.vm_ns(lab_name, sender.name), sender_dev=n.VM_IF, src_mac=records["snd"]["mac"],
+                src_ip=sender.ip, dst_mac=records["rcv"]["mac"], dst_ip=receiver.ip,
+                receiver_ns=n.vm_ns(lab_name, receiver.name), receiver_dev=n.VM_IF,
+                host_ns=n.host_ns(lab_name, self.receiver_host))
+        finally:
+            lab.down()
+
+
+OVS_VXLAN_REF = register(OvsVxlanRef())
+KVNET_OVS_VXLAN = register(KvnetOvsL2Path(
+    "kvnet-ovs-vxlan", OVS_VXLAN_REF.name, "two VMs on two OVS hosts, kvnet's kv-int and flow-based VXLAN", "h2"))
+OVS_PATHS = (OVS_VXLAN_REF.name, KVNET_OVS_VXLAN.name)
