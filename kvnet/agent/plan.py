@@ -102,14 +102,14 @@ class HostPlan:
 
 # -- routing (kvnet.agent.routing) -------------------------------------------------------------------
 # Routing tables and rule priorities inside a router namespace. The whole namespace is kvnet's; these
-# numbers only keep the layout readable. FIP egress and SNAT tables are consulted after `main`, so
-# east-west traffic (connected routes in main) never leaves through them.
-FIP_TABLE = 100
-SNAT_TABLE = 110
-RULE_TO_SNAT = 10  # fwmark MARK_TO_SNAT -> SNAT_TABLE (DVR: a source without FIP reaching a FIP)
-RULE_LOCAL = 20  # the `local` table, moved from 0 so that RULE_TO_SNAT can come first
-RULE_FIP = 40000  # from <fixed ip of a local FIP> -> FIP_TABLE
-RULE_SNAT = 50000  # everything else -> SNAT_TABLE (DVR hosts without the gateway)
+# numbers only keep the layout readable. A namespace carries policy rules only when its role needs them
+# right now: any rule beyond the kernel's three (even moving one) makes every forwarded packet walk the
+# rule list and a full reverse-path lookup instead of the merged local+main lookup (fib_has_custom_rules,
+# sticky for the namespace's lifetime). Only a DVR instance with a floating IP on its `fg-` leg has rules.
+FIP_TABLE = 100  # DVR, local FIPs: the tenant subnets, the SNAT host for the gateway IP, the external net
+RULE_TO_SNAT = 10  # fwmark MARK_TO_SNAT -> main (DVR + local FIP: a source without FIP reaching a local FIP)
+RULE_LOCAL = 20  # the `local` table, moved from 0 so that RULE_TO_SNAT can come first (only with RULE_TO_SNAT)
+RULE_FIP = 30000  # from <fixed ip of a local FIP> -> FIP_TABLE, before main (whose default goes to the SNAT host)
 MARK_HAIRPIN = 0x4B560001
 MARK_TO_SNAT = 0x4B560002
 # DVR: the next hop towards the SNAT namespace on a tenant subnet. Link-local, resolved by a permanent

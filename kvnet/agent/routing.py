@@ -31,10 +31,8 @@ from kvnet.agent.plan import (
     MARK_TO_SNAT,
     RULE_FIP,
     RULE_LOCAL,
-    RULE_SNAT,
     RULE_TO_SNAT,
     SNAT_NEXT_HOP,
-    SNAT_TABLE,
     FloatingIPNat,
     NeighSpec,
     RouterLeg,
@@ -51,7 +49,7 @@ ROUTER_GATEWAY = "network:router_gateway"
 ROUTER_SNAT_LEG = "network:router_snat"
 ROUTER_FIP_LEG = "network:router_fip"
 MAIN_TABLE = 254
-DEFAULT_RULES = (RuleSpec(RULE_LOCAL, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
+DEFAULT_RULES = (RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))  # the kernel's
 _VIRTUAL_NS = uuid.UUID("6b766e65-742d-726f-7574-696e67000000")
 
 
@@ -255,22 +253,28 @@ class RoutingView:
                 plan_kw = {"external_leg": gateway.leg_name, "snat_ip": gateway.ip,
                            "snat_subnets": tuple(i.cidr for i in ifaces)}
             elif ifaces:
+                # Everything that is not east-west goes to the SNAT host: main's default route, no rule.
                 first = ifaces[0]
+                routes.append(RouteSpec(MAIN_TABLE, "default", first.leg_name, SNAT_NEXT_HOP, onlink=True))
+                neighbours.append(NeighSpec(first.leg_name, SNAT_NEXT_HOP, derived_mac("snat", first.port.id)))
                 if local_fip_addrs:
                     fip_leg = self._fip_leg_port(router, gateway, host)
                     fg = f"fg-{short_id(router.id)}"
                     legs.append(RouterLeg(fg, port_device_name(fip_leg.id), gateway.network.id,
                                           fip_leg.mac_address or "", _mtu(gateway.network), local_fip_addrs))
-                    routes.append(RouteSpec(FIP_TABLE, gateway.subnet.cidr, fg))
+                    # A VM with a FIP here leaves through fg-: its own table, with the tenant subnets (east-west
+                    # and hairpin stay inside) and the gateway IP (replies to what the SNAT host translated).
+                    routes += [RouteSpec(FIP_TABLE, i.cidr, i.leg_name) for i in ifaces]
+                    routes += [RouteSpec(FIP_TABLE, gateway.ip, first.leg_name, SNAT_NEXT_HOP, onlink=True),
+                               RouteSpec(FIP_TABLE, gateway.subnet.cidr, fg)]
                     if ext_gw:
                         routes.append(RouteSpec(FIP_TABLE, "default", fg, ext_gw))
+                    # The FIPs are local addresses here (fg- answers ARP for them), so a source without FIP
+                    # reaching one must be steered to the SNAT host before the `local` table delivers it.
+                    rules = [r for r in rules if r.table != "local"]
+                    rules += [RuleSpec(RULE_TO_SNAT, "main", fwmark=MARK_TO_SNAT), RuleSpec(RULE_LOCAL, "local")]
                     rules += [RuleSpec(RULE_FIP, str(FIP_TABLE), src=f.fixed_ip) for f in fips if f.local]
                     plan_kw["external_leg"] = fg
-                routes += [RouteSpec(SNAT_TABLE, "default", first.leg_name, SNAT_NEXT_HOP, onlink=True),
-                           RouteSpec(MAIN_TABLE, gateway.ip, first.leg_name, SNAT_NEXT_HOP, onlink=True)]
-                neighbours.append(NeighSpec(first.leg_name, SNAT_NEXT_HOP, derived_mac("snat", first.port.id)))
-                rules += [RuleSpec(RULE_TO_SNAT, str(SNAT_TABLE), fwmark=MARK_TO_SNAT),
-                          RuleSpec(RULE_SNAT, str(SNAT_TABLE))]
             plan_kw["fips"] = fips
         return RouterPlan(router_id=router.id, role=role, legs=tuple(sorted(legs)), routes=tuple(sorted(routes)),
                           rules=tuple(sorted(set(rules))), neighbours=tuple(sorted(set(neighbours))),

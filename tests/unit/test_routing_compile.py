@@ -7,7 +7,7 @@ import pytest
 
 from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
-from kvnet.agent.plan import MARK_TO_SNAT, SNAT_NEXT_HOP, HostPlan, RouterPlan
+from kvnet.agent.plan import FIP_TABLE, MARK_TO_SNAT, SNAT_NEXT_HOP, HostPlan, RouterPlan, RuleSpec
 from kvnet.agent.routing import derived_mac
 from kvnet.model.resources import (
     ExternalGateway,
@@ -51,6 +51,10 @@ def cloud(mode: str, *, vm_hosts: tuple[str, str] = ("h2", "h3"), fip: bool = Tr
     return CloudModel.from_resources(resources)
 
 
+KERNEL_RULES = (RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
+KERNEL_RULES_MOVED = (RuleSpec(20, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
+
+
 def routers(plan: HostPlan) -> dict[str, RouterPlan]:
     return {r.router_id: r for r in plan.routers}
 
@@ -67,6 +71,7 @@ def test_centralized_router_lives_on_the_network_node_and_compute_hosts_tunnel_t
     assert [bool(p.routers) for p in plans.values()] == [True, False, False]
     r = routers(plans["h1"])["r1"]
     assert r.role == "centralized"
+    assert set(r.rules) == set(KERNEL_RULES)  # FIPs are rewritten before routing: no policy rule needed
     assert {leg.name[:3] for leg in r.legs} == {"qr-", "qg-"}
     qg = r.leg(r.external_leg or "")
     assert qg is not None and set(qg.addresses) == {"203.0.113.5/24", "203.0.113.50/32"}
@@ -96,14 +101,24 @@ def test_distributed_router_everywhere_with_ports_and_the_gateway_mac_is_never_r
     fg = h2.leg(h2.external_leg)
     assert fg is not None and fg.addresses == ("203.0.113.50/32",)
     assert [f.local for f in h2.fips] == [True]
-    assert {(r.priority, r.src, r.fwmark) for r in h2.rules} >= {(40000, "10.1.0.10", None), (10, None, MARK_TO_SNAT)}
+    # Only the instance with a local FIP has rules: the FIP holder's source rule before main, and the
+    # fwmark rule ahead of `local` (the FIP is a local address on fg-) for sources without FIP.
+    assert set(h2.rules) == {*KERNEL_RULES_MOVED, RuleSpec(10, "main", fwmark=MARK_TO_SNAT),
+                             RuleSpec(30000, str(FIP_TABLE), src="10.1.0.10")}
+    assert {(r.table, r.dst) for r in h2.routes} == {
+        (254, "default"), (FIP_TABLE, "10.1.0.0/24"), (FIP_TABLE, "10.2.0.0/24"), (FIP_TABLE, "203.0.113.5"),
+        (FIP_TABLE, "203.0.113.0/24"), (FIP_TABLE, "default")}
     assert any(n.ip == SNAT_NEXT_HOP for n in h2.neighbours)
     h3 = routers(plans["h3"])["r1"]
     assert h3.external_leg is None and [f.local for f in h3.fips] == [False]  # hairpin only
+    # East-west only here: the kernel's rules untouched, main's default to the SNAT host, no table.
+    assert set(h3.rules) == set(KERNEL_RULES)
+    assert [(r.table, r.dst, r.via) for r in h3.routes] == [(254, "default", SNAT_NEXT_HOP)]
     h1 = routers(plans["h1"])["r1"]
     assert {leg.name[:3] for leg in h1.legs} == {"qr-", "qg-", "sg-"}
     qg = h1.leg(h1.external_leg or "")
     assert qg is not None and qg.addresses == ("203.0.113.5/24",)  # the FIP lives on h2, not here
+    assert set(h1.rules) == set(KERNEL_RULES)
 
 
 def test_a_host_without_ports_of_the_router_has_no_instance() -> None:

@@ -20,7 +20,7 @@ def plan(*, fips: tuple[FloatingIPNat, ...] = (FloatingIPNat("203.0.113.50", "10
     return RouterPlan(router_id="r1", role="centralized", legs=LEGS, external_leg="qg-1", snat_ip="203.0.113.5",
                       snat_subnets=("10.1.0.0/24",), fips=fips, neighbours=neighbours,
                       routes=(RouteSpec(254, "default", "qg-1", "203.0.113.1"),),
-                      rules=(RuleSpec(20, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default")))
+                      rules=(RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default")))
 
 
 def test_router_namespaces_are_named_after_their_host_namespace() -> None:
@@ -30,21 +30,50 @@ def test_router_namespaces_are_named_after_their_host_namespace() -> None:
 
 def test_nat_table_is_1_to_1_for_fips_and_snat_for_the_rest() -> None:
     digest, body = render_table(plan())
-    assert 'iifname "qg-1" ip daddr @local_fips ip daddr set ip daddr map @fip_in' in body
-    assert 'oifname "qg-1" ip saddr @fip_holders ip saddr set ip saddr map @fip_out' in body
+    assert digest is not None
+    assert 'iifname "qg-1" ip daddr set ip daddr map @ext_in accept' in body
+    assert 'oifname "qg-1" ip saddr set ip saddr map @fip_out' in body
     assert 'oifname "qg-1" ip saddr { 10.1.0.0/24 } snat to 203.0.113.5' in body
     assert "203.0.113.50 : 10.1.0.10" in body
-    assert render_table(plan(fips=()))[0] != digest
-    dvr = RouterPlan(router_id="r1", role="dvr", fips=(FloatingIPNat("203.0.113.50", "10.1.0.10", False),))
-    _, dvr_body = render_table(dvr)
-    assert "snat to" not in dvr_body and "meta mark set 0x4b560002" in dvr_body
+    no_fip_digest, no_fip_body = render_table(plan(fips=()))
+    assert no_fip_digest not in (None, digest)
+    assert "chain pre" not in no_fip_body and "chain post_fip" not in no_fip_body and "chain nat_pre" not in no_fip_body
+    assert "snat to 203.0.113.5" in no_fip_body  # SNAT alone: conntrack's nat chain, nothing at raw
+
+
+def test_a_dvr_instance_has_nft_rules_only_for_its_own_fips() -> None:
+    remote = FloatingIPNat("203.0.113.50", "10.1.0.10", False)
+    # East-west only (the router's FIPs live on other hosts): no table, so no nft hook for any packet.
+    assert render_table(RouterPlan(router_id="r1", role="dvr", fips=(remote,))) == (None, "")
+    local = FloatingIPNat("203.0.113.51", "10.2.0.10", True)
+    _, body = render_table(RouterPlan(router_id="r1", role="dvr", external_leg="fg-1", fips=(remote, local)))
+    assert "snat to" not in body and "chain nat_" not in body
+    pre = body[body.index("chain pre"):]
+    # Ingress from the external leg first (one name comparison for everything else), then one set lookup.
+    assert pre.splitlines()[2:4] == ['    iifname "fg-1" ip daddr set ip daddr map @ext_in accept',
+                                     "    ip daddr @fips jump to_fip"]
+    assert "meta mark set 0x4b560002" in body and "ext_in { type ipv4_addr : ipv4_addr; elements = { " \
+        "203.0.113.51 : 10.2.0.10 } }" in body
+
+
+def test_an_emptied_table_is_deleted() -> None:
+    have = render_router(plan(), "ns1")
+    want = render_router(RouterPlan(router_id="r1", role="dvr", legs=LEGS[1:]), "ns1")
+    assert want.nft_digest is None
+    changes = diff_routers({"ns1": want}, {"ns1": have})
+    assert changes.nft["ns1"].endswith("delete table ip kvnet\n")
 
 
 def test_a_new_namespace_gets_everything_and_an_applied_one_nothing() -> None:
     want = render_router(plan(), "ns1")
     changes = diff_routers({"ns1": want}, {})
     assert changes.create_ns == ["ns1"] and len(changes.veth_add) == 2
-    assert any(line == "rule del pref 0 lookup local" for line in changes.ns_lines["ns1"])
+    assert not any(line.startswith("rule ") for line in changes.ns_lines["ns1"])  # the kernel's rules stay
+    moved = render_router(RouterPlan(router_id="r1", role="dvr", rules=(
+        RuleSpec(10, "main", fwmark=0x4B560002), RuleSpec(20, "local"), RuleSpec(32766, "main"),
+        RuleSpec(32767, "default"))), "ns2")
+    moved_lines = diff_routers({"ns2": moved}, {}).ns_lines["ns2"]
+    assert moved_lines.index("rule add pref 20 lookup local") < moved_lines.index("rule del pref 0 lookup local")
     assert changes.announce == [("ns1", "qg-1", "203.0.113.50", "fa:6b:76:00:00:01")]
     have = RouterNs("ns1", links={k: v.__class__(v.name, v.mac, v.mtu) for k, v in want.links.items()},
                     addresses=set(want.addresses), routes=set(want.routes), rules=set(want.rules),
