@@ -89,10 +89,15 @@ class Cloud:
     def create(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
         cls = _check_kind(kind)
         _reject_fields(data, READ_ONLY - {"id"} | cls.server_fields)
-        parsed = parse_resource(kind, data)  # once: the id stays the same across retries
+        parsed = parse_resource(kind, data)  # the id it gets stays the same across retries
+        attempts = 0
 
         def write(txn: Txn) -> Resource:
-            obj = parsed.model_copy(deep=True)  # the rules fill in allocations: start clean on each retry
+            # The rules fill in allocations: a retry starts from a fresh parse, not the failed attempt's
+            # object (re-parsing only on retries: a deep copy per create cost a quarter of its time).
+            nonlocal attempts
+            attempts += 1
+            obj = parsed if attempts == 1 else parse_resource(kind, {**data, "id": parsed.id})
             if txn.get(obj.key) is not None:
                 raise InvalidInput(f"{obj.ref()} already exists", field="id")
             _rules_call(kind, "create", txn, obj)

@@ -30,12 +30,6 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture(scope="module")
-def client(lab: Lab) -> Iterator[Client]:
-    with Client(control.server_url(lab)) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def nets(client: Client) -> dict[str, str]:
     ids = {}
     for tenant in ("blue", "red"):

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 
 from kvnet.client import Client
-from kvnet.lab import control
 from kvnet.lab import names as n
 from kvnet.lab.lab import Lab
 from kvnet.lab.probe import UnderlayCapture
@@ -37,12 +36,6 @@ def lab() -> Iterator[Lab]:
         pytest.skip(reason)
     with running_lab(hosts=2, control_plane=True) as lab:
         yield lab
-
-
-@pytest.fixture(scope="module")
-def client(lab: Lab) -> Iterator[Client]:
-    with Client(control.server_url(lab)) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import pytest
 
 from kvnet.client import Client
 from kvnet.errors import Exhausted
-from kvnet.lab import control
 from kvnet.lab import names as n
 from kvnet.lab.demo import DemoVM, boot_vm, wait_port_active
 from kvnet.lab.lab import Lab
@@ -40,12 +39,6 @@ NUM_VFS = 2
 def lab() -> Iterator[Lab]:
     with running_lab(hosts=2, control_plane=True) as lab:
         yield lab
-
-
-@pytest.fixture(scope="module")
-def client(lab: Lab) -> Iterator[Client]:
-    with Client(control.server_url(lab)) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")

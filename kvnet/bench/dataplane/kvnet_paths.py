@@ -34,6 +34,7 @@ from kvnet.lab import names as n
 from kvnet.lab.demo import DemoVM, boot_vm
 from kvnet.lab.demo_routing import TENANT_SUBNETS, RoutedCloud, add_fip, build_routed_cloud, ext_ping_until
 from kvnet.lab.lab import Lab
+from kvnet.lab.ovs import lab_spec
 from kvnet.lab.probe import ping_until
 from kvnet.lab.spec import default_spec
 from kvnet.sys.cmd import run_json
@@ -63,19 +64,21 @@ def neigh_mac(ns: str, dev: str, ip: str) -> str:
 
 @dataclass(frozen=True)
 class KvnetL2Path:
-    """Sender and receiver VMs on one kvnet network, on the same host or on two hosts."""
+    """Sender VM on h1 and receiver VM on `receiver_host`, one kvnet network, hosts of `dataplane`."""
 
     name: str
     reference: str
     description: str
     receiver_host: str
+    dataplane: str = "linux"
+    lab_name: Callable[[], str] = bench_lab_name  # tests give their own prefix
 
     @contextmanager
     def build(self, prefix: str) -> Iterator[Endpoints]:
-        lab_name = bench_lab_name()
+        lab_name = self.lab_name()
         lab = Lab(lab_name)
-        lab.up(default_spec(lab_name, 2), control_plane=True)
         try:
+            lab.up(lab_spec(lab_name, 2, self.dataplane), control_plane=True)
             with Client(control.server_url(lab)) as client:
                 use_lab_underlay(client)
                 network = client.create("networks", {"name": "bench"})

@@ -17,19 +17,15 @@ of the hand-built kernel VXLAN path (`ovs-vxlan-ref`'s reference) and it drops u
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from kvnet.bench.dataplane.base import Endpoints, Namespaces, addr, mac_of, namespaces, register
-from kvnet.bench.dataplane.kvnet_paths import CIDR, DEADLINE_S, bench_lab_name, use_lab_underlay
-from kvnet.client import Client
-from kvnet.lab import control, ovs
-from kvnet.lab import names as n
-from kvnet.lab.demo import DemoVM, boot_vm
-from kvnet.lab.lab import Lab
-from kvnet.lab.probe import ping_until, ping_until_ns
+from kvnet.bench.dataplane.kvnet_paths import DEADLINE_S, KvnetL2Path
+from kvnet.lab import ovs
+from kvnet.lab.probe import ping_until_ns
 from kvnet.lab.procs import Supervisor
 from kvnet.lab.state import StateFile
 from kvnet.sys.cmd import run
@@ -92,43 +88,8 @@ class OvsVxlanRef:
                             receiver_dev="eth0", host_ns=h2)
 
 
-@dataclass(frozen=True)
-class KvnetOvsL2Path:
-    """`kvnet_paths.KvnetL2Path` on hosts of another dataplane: sender VM on h1, receiver on `receiver_host`.
-    (A variant rather than a reuse: KvnetL2Path builds Linux hosts only.)"""
-
-    name: str
-    reference: str
-    description: str
-    receiver_host: str
-    dataplane: str = "ovs"
-    lab_name: Callable[[], str] = bench_lab_name  # tests give their own prefix
-
-    @contextmanager
-    def build(self, prefix: str) -> Iterator[Endpoints]:
-        lab_name = self.lab_name()
-        lab = Lab(lab_name)
-        try:
-            lab.up(ovs.lab_spec(lab_name, 2, self.dataplane), control_plane=True)
-            with Client(control.server_url(lab)) as client:
-                use_lab_underlay(client)
-                network = client.create("networks", {"name": "bench"})
-                client.create("subnets", {"network_id": network["id"], "cidr": CIDR})
-                sender = DemoVM("snd", "h1", "bench", "10.92.0.11")
-                receiver = DemoVM("rcv", self.receiver_host, "bench", "10.92.0.12")
-                records = {vm.name: boot_vm(lab, client, vm) for vm in (sender, receiver)}
-            if ping_until(lab, sender.name, receiver.ip, DEADLINE_S) is None:
-                raise RuntimeError(f"{self.name}: kvnet did not connect the benchmark VMs")
-            yield Endpoints(
-                sender_ns=n.vm_ns(lab_name, sender.name), sender_dev=n.VM_IF, src_mac=records["snd"]["mac"],
-                src_ip=sender.ip, dst_mac=records["rcv"]["mac"], dst_ip=receiver.ip,
-                receiver_ns=n.vm_ns(lab_name, receiver.name), receiver_dev=n.VM_IF,
-                host_ns=n.host_ns(lab_name, self.receiver_host))
-        finally:
-            lab.down()
-
-
 OVS_VXLAN_REF = register(OvsVxlanRef())
-KVNET_OVS_VXLAN = register(KvnetOvsL2Path(
-    "kvnet-ovs-vxlan", OVS_VXLAN_REF.name, "two VMs on two OVS hosts, kvnet's kv-int and flow-based VXLAN", "h2"))
+KVNET_OVS_VXLAN = register(KvnetL2Path(
+    "kvnet-ovs-vxlan", OVS_VXLAN_REF.name, "two VMs on two OVS hosts, kvnet's kv-int and flow-based VXLAN", "h2",
+    dataplane="ovs"))
 OVS_PATHS = (OVS_VXLAN_REF.name, KVNET_OVS_VXLAN.name)
