@@ -103,7 +103,7 @@ def plot_pps_by_path(entries: Sequence[dict[str, Any]], out: Path, load: float =
     chosen = [e for e in entries if e["load"] == load]
     paths, sizes = _order(chosen), sorted({e["size"] for e in chosen})
     width = 0.8 / max(1, len(sizes))
-    fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    fig, ax = plt.subplots(figsize=(10, 5.2), dpi=110)
     for i, size in enumerate(sizes):
         by_path = {e["path"]: e for e in chosen if e["size"] == size}
         xs = [j + (i - (len(sizes) - 1) / 2) * width for j in range(len(paths))]
@@ -112,7 +112,7 @@ def plot_pps_by_path(entries: Sequence[dict[str, Any]], out: Path, load: float =
         labels = [f"{by_path[p]['ratio_to_veth']:.2f}" if p in by_path and by_path[p].get("ratio_to_veth")
                   else "" for p in paths]
         ax.bar_label(bars, labels=labels, fontsize=8, padding=2)
-    ax.set_xticks(range(len(paths)), paths)
+    ax.set_xticks(range(len(paths)), paths, rotation=30, ha="right")
     ax.set_ylabel("kpps at the receiver (median)")
     ax.set_title(f"pps by path and frame size (host CPU load {load:g}%; labels: ratio to veth)")
     ax.legend(title="frame")
@@ -131,13 +131,16 @@ def plot_pps_vs_load(entries: Sequence[dict[str, Any]], out: Path) -> Path | Non
     plt = _plt()
     sizes = sorted({e["size"] for e in entries if e["load"] > 0})
     fig, ax = plt.subplots(figsize=(9, 4.8), dpi=110)
+    colors = plt.get_cmap("tab20").colors  # enough distinct colours for every path
     for size in sizes:
-        for path in _order(entries):
+        for i, path in enumerate(_order(entries)):
             pts = sorted((e["load"], e["pps"] / 1e3) for e in entries
                          if e["path"] == path and e["size"] == size)
             if len(pts) > 1:
                 label = path if len(sizes) == 1 else f"{path} {size} B"
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
+                style = "--" if path.startswith("kvnet-") else "-"  # kvnet's paths dashed, references solid
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], style, marker="o", label=label,
+                        color=colors[i % len(colors)])
     ax.set_xlabel("background CPU load on the receiving host, % duty cycle on every CPU")
     ax.set_ylabel("kpps at the receiver (median)")
     ax.set_title("pps vs host CPU load" + (f" ({sizes[0]} B frames)" if len(sizes) == 1 else ""))

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
-from conftest import RunningServer
-
 from kvnet.client import Client
 from kvnet.errors import Exhausted
+from kvnet.server.testing import RunningServer
 
 
 def test_fifty_concurrent_port_creates_get_unique_ips_and_macs(api_server: RunningServer) -> None:

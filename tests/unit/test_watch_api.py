@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import threading
 
-from conftest import RunningServer
-
 from kvnet.agent.model import CloudModel
 from kvnet.client import Client
 from kvnet.errors import Compacted
+from kvnet.server.testing import RunningServer
 from kvnet.store.sqlite import SQLiteStore
 
 
