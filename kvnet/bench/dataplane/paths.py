@@ -81,9 +81,12 @@ def _vxlan_host(h: str, local: str, remote: str, remote_mac: str) -> None:
 
 
 def build_vxlan(ns: Namespaces) -> Endpoints:
-    s, h1, h2, r = ns.add("s"), ns.add("h1"), ns.add("h2"), ns.add("r")
-    add_veth("u", h1, "u", h2, mtu=1600)  # 50 bytes of VXLAN headroom for 1500-byte inner frames
-    run(["ip", "-n", h2, "link", "set", "u", "mtu", "1600"])  # add_veth sets the MTU of end a only
+    s, h1, h2, r, ul = ns.add("s"), ns.add("h1"), ns.add("h2"), ns.add("r"), ns.add("ul")
+    # The hosts meet on an underlay switch, as in the kvnet lab, so kvnet-vxlan compares like with like.
+    _bridge(ul)
+    for host, port in ((h1, "p1"), (h2, "p2")):
+        add_veth("u", host, port, ul, mtu=1600)  # 50 bytes of VXLAN headroom for 1500-byte inner frames
+        _enslave(ul, port)
     addr(h1, "u", "192.168.90.1/24")
     addr(h2, "u", "192.168.90.2/24")
     for h in (h1, h2):
