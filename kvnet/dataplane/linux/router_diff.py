@@ -7,11 +7,15 @@ never flushed: what stays the same is not touched, and traffic through it keeps 
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec
 from kvnet.dataplane.linux.nat import delete_script, table_script
 from kvnet.dataplane.linux.router_state import ROUTE_PROTO, LegLink, RouterNs
+
+T = TypeVar("T")
 
 # What a new namespace starts with.
 KERNEL_RULES = (RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
@@ -111,25 +115,28 @@ def _route_args(route: RouteSpec) -> str:
     return f"{route.dst} table {route.table}{via} dev {route.dev}{onlink} proto {ROUTE_PROTO}"
 
 
+def _diff_keyed(want: set[T], have: set[T], key: Callable[[T], Hashable], delete: Callable[[T], str],
+                replace: Callable[[T], str], kind: str, lines: list[str], changes: RouterChanges) -> None:
+    """Objects the kernel indexes by `key`: delete what no longer has its key, `replace` what differs
+    (a replace of an existing key is a change, not a delete + add)."""
+    want_keys = {key(o) for o in want}
+    have_keys = {key(o) for o in have}
+    for obj in sorted(have - want):
+        if key(obj) not in want_keys:
+            lines.append(delete(obj))
+            changes.removed[kind] += 1
+    for obj in sorted(want - have):
+        lines.append(replace(obj))
+        (changes.changed if key(obj) in have_keys else changes.added)[kind] += 1
+
+
 def _diff_routes(want: set[RouteSpec], have: set[RouteSpec], lines: list[str], changes: RouterChanges) -> None:
-    want_keys = {(r.table, r.dst) for r in want}
-    have_keys = {(r.table, r.dst) for r in have}
-    for route in sorted(have - want):
-        if (route.table, route.dst) not in want_keys:
-            lines.append(f"route del {route.dst} table {route.table} proto {ROUTE_PROTO}")
-            changes.removed["route"] += 1
-    for route in sorted(want - have):
-        lines.append(f"route replace {_route_args(route)}")
-        (changes.changed if (route.table, route.dst) in have_keys else changes.added)["route"] += 1
+    _diff_keyed(want, have, lambda r: (r.table, r.dst),
+                lambda r: f"route del {r.dst} table {r.table} proto {ROUTE_PROTO}",
+                lambda r: f"route replace {_route_args(r)}", "route", lines, changes)
 
 
 def _diff_neighbours(want: set[NeighSpec], have: set[NeighSpec], lines: list[str], changes: RouterChanges) -> None:
-    want_keys = {(n.dev, n.ip) for n in want}
-    have_keys = {(n.dev, n.ip) for n in have}
-    for entry in sorted(have - want):
-        if (entry.dev, entry.ip) not in want_keys:
-            lines.append(f"neigh del {entry.ip} dev {entry.dev}")
-            changes.removed["router_neigh"] += 1
-    for entry in sorted(want - have):
-        lines.append(f"neigh replace {entry.ip} lladdr {entry.mac} dev {entry.dev} nud permanent")
-        (changes.changed if (entry.dev, entry.ip) in have_keys else changes.added)["router_neigh"] += 1
+    _diff_keyed(want, have, lambda n: (n.dev, n.ip), lambda n: f"neigh del {n.ip} dev {n.dev}",
+                lambda n: f"neigh replace {n.ip} lladdr {n.mac} dev {n.dev} nud permanent", "router_neigh",
+                lines, changes)
