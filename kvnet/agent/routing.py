@@ -23,7 +23,7 @@ import hashlib
 import ipaddress
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from kvnet.agent.model import CloudModel
 from kvnet.agent.plan import (
@@ -89,6 +89,17 @@ class Gateway:
     @property
     def leg_name(self) -> str:
         return f"qg-{short_id(self.port.id)}"
+
+
+@dataclass(frozen=True)
+class DvrOutside:
+    """What a DVR instance on a compute host adds to reach beyond its router (`_dvr_outside`)."""
+
+    legs: list[RouterLeg] = field(default_factory=list)
+    routes: list[RouteSpec] = field(default_factory=list)
+    neighbours: list[NeighSpec] = field(default_factory=list)
+    rules: tuple[RuleSpec, ...] = ()  # empty: the kernel's three
+    external_leg: str | None = None
 
 
 @dataclass(frozen=True)
@@ -215,6 +226,47 @@ class RoutingView:
             return self.fips(router.id)
         return [(fip, port) for fip, port in self.fips(router.id) if port.binding_host == host]
 
+    def _dvr_outside(self, router: Router, gateway: Gateway, host: str, ifaces: list[Interface],
+                     fips: tuple[FloatingIPNat, ...]) -> DvrOutside:
+        """How a DVR instance on a compute host reaches beyond its router: the SNAT host by default;
+        with local FIPs, their `fg-` leg on the external network, routed by source only if it must be."""
+        first = ifaces[0]
+        to_snat_host = RouteSpec(MAIN_TABLE, "default", first.leg_name, SNAT_NEXT_HOP, onlink=True)
+        neighbours = [NeighSpec(first.leg_name, SNAT_NEXT_HOP, derived_mac("snat", first.port.id))]
+        local_fip_addrs = tuple(f"{f.floating_ip}/32" for f in fips if f.local)
+        if not local_fip_addrs:
+            return DvrOutside(routes=[to_snat_host], neighbours=neighbours)  # no rule, no fg-
+        fg = f"fg-{short_id(router.id)}"
+        fip_leg = self._fip_leg_port(router, gateway, host)
+        leg = RouterLeg(fg, port_device_name(fip_leg.id), gateway.network.id, fip_leg.mac_address or "",
+                        _mtu(gateway.network), local_fip_addrs)
+        # Where a VM with a FIP here sends outside its router: the gateway IP (replies to what the SNAT
+        # host translated), the external subnet and the default through fg-.
+        outside = [RouteSpec(0, gateway.ip, first.leg_name, SNAT_NEXT_HOP, onlink=True),
+                   RouteSpec(0, gateway.subnet.cidr, fg)]
+        if gateway.subnet.gateway_ip:
+            outside.append(RouteSpec(0, "default", fg, gateway.subnet.gateway_ip))
+        if not self._unfloated_sources(ifaces, fips, host):
+            # Every local source has a FIP: main routes like a FIP table would, and the kernel keeps its
+            # three rules (any other rule costs every packet the merged FIB lookup).
+            return DvrOutside([leg], [replace(r, table=MAIN_TABLE) for r in outside], neighbours, (), fg)
+        # Otherwise the FIP holders get a table of their own, with the tenant subnets too (east-west and
+        # hairpin stay inside). The FIPs are local addresses here (fg- answers ARP for them), so a source
+        # without FIP reaching one is steered by mark to the SNAT host before `local` delivers it.
+        routes = [to_snat_host, *(RouteSpec(FIP_TABLE, i.cidr, i.leg_name) for i in ifaces),
+                  *(replace(r, table=FIP_TABLE) for r in outside)]
+        rules = [*(r for r in DEFAULT_RULES if r.table != "local"),
+                 RuleSpec(RULE_TO_SNAT, "main", fwmark=MARK_TO_SNAT), RuleSpec(RULE_LOCAL, "local"),
+                 *(RuleSpec(RULE_FIP, str(FIP_TABLE), src=f.fixed_ip) for f in fips if f.local)]
+        return DvrOutside([leg], routes, neighbours, tuple(rules), fg)
+
+    def _unfloated_sources(self, ifaces: list[Interface], fips: tuple[FloatingIPNat, ...], host: str) -> bool:
+        """Whether a VM address on `host` in the router's subnets has no floating IP (then FIP egress
+        has to be routed by source)."""
+        floated = {f.fixed_ip for f in fips if f.local}
+        return any(port.binding_host == host and ip not in floated
+                   for i in ifaces for port, ip in self.vm_ports_by_subnet[i.subnet.id])
+
     # -- router namespaces ------------------------------------------------------------------------------
     def router_plans(self, host: str) -> tuple[RouterPlan, ...]:
         return tuple(self._plan(router, host) for router in sorted(self.model.routers.values(), key=lambda r: r.id)
@@ -253,28 +305,13 @@ class RoutingView:
                 plan_kw = {"external_leg": gateway.leg_name, "snat_ip": gateway.ip,
                            "snat_subnets": tuple(i.cidr for i in ifaces)}
             elif ifaces:
-                # Everything that is not east-west goes to the SNAT host: main's default route, no rule.
-                first = ifaces[0]
-                routes.append(RouteSpec(MAIN_TABLE, "default", first.leg_name, SNAT_NEXT_HOP, onlink=True))
-                neighbours.append(NeighSpec(first.leg_name, SNAT_NEXT_HOP, derived_mac("snat", first.port.id)))
-                if local_fip_addrs:
-                    fip_leg = self._fip_leg_port(router, gateway, host)
-                    fg = f"fg-{short_id(router.id)}"
-                    legs.append(RouterLeg(fg, port_device_name(fip_leg.id), gateway.network.id,
-                                          fip_leg.mac_address or "", _mtu(gateway.network), local_fip_addrs))
-                    # A VM with a FIP here leaves through fg-: its own table, with the tenant subnets (east-west
-                    # and hairpin stay inside) and the gateway IP (replies to what the SNAT host translated).
-                    routes += [RouteSpec(FIP_TABLE, i.cidr, i.leg_name) for i in ifaces]
-                    routes += [RouteSpec(FIP_TABLE, gateway.ip, first.leg_name, SNAT_NEXT_HOP, onlink=True),
-                               RouteSpec(FIP_TABLE, gateway.subnet.cidr, fg)]
-                    if ext_gw:
-                        routes.append(RouteSpec(FIP_TABLE, "default", fg, ext_gw))
-                    # The FIPs are local addresses here (fg- answers ARP for them), so a source without FIP
-                    # reaching one must be steered to the SNAT host before the `local` table delivers it.
-                    rules = [r for r in rules if r.table != "local"]
-                    rules += [RuleSpec(RULE_TO_SNAT, "main", fwmark=MARK_TO_SNAT), RuleSpec(RULE_LOCAL, "local")]
-                    rules += [RuleSpec(RULE_FIP, str(FIP_TABLE), src=f.fixed_ip) for f in fips if f.local]
-                    plan_kw["external_leg"] = fg
+                dvr = self._dvr_outside(router, gateway, host, ifaces, fips)
+                legs += dvr.legs
+                routes += dvr.routes
+                neighbours += dvr.neighbours
+                rules = list(dvr.rules or rules)
+                if dvr.external_leg:
+                    plan_kw["external_leg"] = dvr.external_leg
             plan_kw["fips"] = fips
         return RouterPlan(router_id=router.id, role=role, legs=tuple(sorted(legs)), routes=tuple(sorted(routes)),
                           rules=tuple(sorted(set(rules))), neighbours=tuple(sorted(set(neighbours))),

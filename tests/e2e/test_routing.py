@@ -32,6 +32,7 @@ from kvnet.lab.probe import ping, ping_until
 from kvnet.lab.testing import running_lab
 from kvnet.lab.vm import delete_vm
 from kvnet.sys import netns
+from kvnet.sys.cmd import run_json
 
 pytestmark = pytest.mark.root
 DEADLINE_S = 5.0
@@ -75,12 +76,31 @@ def test_east_west_across_subnets_and_hosts(routed: Routed) -> None:
     assert east_west_via(routed.lab, "a1", "10.2.0.11", NETWORK_NODE) == (routed.mode == "centralized")
 
 
-def test_external_reaches_every_fip_and_a_fip_vm_leaves_as_its_fip(routed: Routed) -> None:
-    for vm, fip in routed.fips.items():
-        assert ext_ping_until(routed.lab, fip, DEADLINE_S) is not None, f"{vm}'s FIP {fip}"
+@pytest.mark.parametrize("vm", ["a1", "b1"], ids=["every_vm_on_the_host_has_a_fip", "beside_a_vm_without"])
+def test_external_reaches_every_fip_and_a_fip_vm_leaves_as_its_fip(routed: Routed, vm: str) -> None:
+    for name, fip in routed.fips.items():
+        assert ext_ping_until(routed.lab, fip, DEADLINE_S) is not None, f"{name}'s FIP {fip}"
     with ext_capture(routed.lab, f"icmp and dst host {EXT_GATEWAY}") as cap:
-        assert ping(routed.lab, "b1", EXT_GATEWAY, count=3)
-    assert sources(cap) == [routed.fips["b1"]]
+        assert ping(routed.lab, vm, EXT_GATEWAY, count=3)
+    assert sources(cap) == [routed.fips[vm]]
+
+
+def test_policy_rules_only_where_fip_egress_needs_them(routed: Routed) -> None:
+    """Any rule beyond the kernel's three costs every packet the merged FIB lookup. Centralized: one
+    namespace translates every FIP, no rule. Distributed: h2's VMs all have FIPs, so its namespace keeps
+    the kernel's rules; h3 also has a2 without FIP, so b1's egress is routed by source there."""
+    assert wait_converged(routed.lab, routed.client) == (0, 0)
+    kernel = [(0, "all", "local"), (32766, "all", "main"), (32767, "all", "default")]
+
+    def rules(host: str) -> list[tuple[int, str, str]]:
+        (ns,) = netns.list_with_prefix(router_ns_prefix(n.host_ns(routed.lab.name, host)))
+        return [(r["priority"], r.get("src", ""), r["table"]) for r in run_json(["ip", "-j", "rule", "show"], netns=ns)]
+
+    if routed.mode == "centralized":
+        assert rules(NETWORK_NODE) == kernel
+    else:
+        assert rules("h2") == kernel
+        assert (30000, "10.2.0.11", "100") in rules("h3")
 
 
 def test_a_vm_without_fip_leaves_as_the_router_gateway_ip(routed: Routed) -> None:

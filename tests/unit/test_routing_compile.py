@@ -27,7 +27,10 @@ HOSTS = [Host(name="h1", tunnel_ip="192.0.2.1", roles=["network", "compute"], ph
          Host(name="h3", tunnel_ip="192.0.2.3", physnets={"physnet-ext": "ex0"})]
 
 
-def cloud(mode: str, *, vm_hosts: tuple[str, str] = ("h2", "h3"), fip: bool = True) -> CloudModel:
+def cloud(mode: str, *, vm_hosts: tuple[str, str] = ("h2", "h3"), fip: bool = True,
+          unfloated_on: str | None = None) -> CloudModel:
+    """vm-a (10.1.0.10, with a FIP unless `fip` is false) and vm-b (10.2.0.10) on `vm_hosts`; vm-c
+    (10.2.0.20, no FIP) on `unfloated_on` if given."""
     ext = Network(id="ext", network_type="flat", physnet="physnet-ext", external=True)
     ext_sub = Subnet(id="ext-sub", network_id="ext", cidr="203.0.113.0/24", gateway_ip="203.0.113.1")
     nets = [Network(id=f"net-{x}", segmentation_id=100 + i, mtu=1450) for i, x in enumerate("ab")]
@@ -44,6 +47,9 @@ def cloud(mode: str, *, vm_hosts: tuple[str, str] = ("h2", "h3"), fip: bool = Tr
                     interfaces=[RouterInterface(subnet_id=f"sub-{x}", port_id=f"if-{x}") for x in "ab"])
     vms = [Port(id=f"vm-{x}", network_id=f"net-{x}", mac_address=f"fa:6b:76:00:02:0{i}", binding_host=vm_hosts[i],
                 fixed_ips=[FixedIP(subnet_id=f"sub-{x}", ip_address=f"10.{i + 1}.0.10")]) for i, x in enumerate("ab")]
+    if unfloated_on:
+        vms.append(Port(id="vm-c", network_id="net-b", mac_address="fa:6b:76:00:02:09", binding_host=unfloated_on,
+                        fixed_ips=[FixedIP(subnet_id="sub-b", ip_address="10.2.0.20")]))
     resources: list[Resource] = [*HOSTS, ext, ext_sub, *nets, *subs, gw_port, *if_ports, router, *vms]
     if fip:
         resources.append(FloatingIP(id="fip1", floating_network_id="ext", floating_ip_address="203.0.113.50",
@@ -101,13 +107,11 @@ def test_distributed_router_everywhere_with_ports_and_the_gateway_mac_is_never_r
     fg = h2.leg(h2.external_leg)
     assert fg is not None and fg.addresses == ("203.0.113.50/32",)
     assert [f.local for f in h2.fips] == [True]
-    # Only the instance with a local FIP has rules: the FIP holder's source rule before main, and the
-    # fwmark rule ahead of `local` (the FIP is a local address on fg-) for sources without FIP.
-    assert set(h2.rules) == {*KERNEL_RULES_MOVED, RuleSpec(10, "main", fwmark=MARK_TO_SNAT),
-                             RuleSpec(30000, str(FIP_TABLE), src="10.1.0.10")}
-    assert {(r.table, r.dst) for r in h2.routes} == {
-        (254, "default"), (FIP_TABLE, "10.1.0.0/24"), (FIP_TABLE, "10.2.0.0/24"), (FIP_TABLE, "203.0.113.5"),
-        (FIP_TABLE, "203.0.113.0/24"), (FIP_TABLE, "default")}
+    # Every VM here has a FIP: main routes outside through fg- and the kernel keeps its three rules.
+    assert set(h2.rules) == set(KERNEL_RULES)
+    assert {(r.table, r.dst, r.dev[:3], r.via) for r in h2.routes} == {
+        (254, "default", "fg-", "203.0.113.1"), (254, "203.0.113.0/24", "fg-", None),
+        (254, "203.0.113.5", "qr-", SNAT_NEXT_HOP)}
     assert any(n.ip == SNAT_NEXT_HOP for n in h2.neighbours)
     h3 = routers(plans["h3"])["r1"]
     assert h3.external_leg is None and [f.local for f in h3.fips] == [False]  # hairpin only
@@ -119,6 +123,20 @@ def test_distributed_router_everywhere_with_ports_and_the_gateway_mac_is_never_r
     qg = h1.leg(h1.external_leg or "")
     assert qg is not None and qg.addresses == ("203.0.113.5/24",)  # the FIP lives on h2, not here
     assert set(h1.rules) == set(KERNEL_RULES)
+
+
+def test_a_dvr_host_with_and_without_fips_routes_fip_egress_by_source() -> None:
+    h2 = routers(compile_host("h2", cloud("distributed", unfloated_on="h2")))["r1"]
+    # vm-c has no FIP: main's default goes to the SNAT host, vm-a's address gets the FIP table, and the
+    # fwmark rule comes ahead of `local` (the FIP is a local address on fg-) for sources without FIP.
+    assert set(h2.rules) == {*KERNEL_RULES_MOVED, RuleSpec(10, "main", fwmark=MARK_TO_SNAT),
+                             RuleSpec(30000, str(FIP_TABLE), src="10.1.0.10")}
+    assert {(r.table, r.dst) for r in h2.routes} == {
+        (254, "default"), (FIP_TABLE, "10.1.0.0/24"), (FIP_TABLE, "10.2.0.0/24"), (FIP_TABLE, "203.0.113.5"),
+        (FIP_TABLE, "203.0.113.0/24"), (FIP_TABLE, "default")}
+    assert next(r for r in h2.routes if r.table == 254).via == SNAT_NEXT_HOP
+    # The VM without FIP on another host changes nothing here.
+    assert routers(compile_host("h2", cloud("distributed", unfloated_on="h3")))["r1"].rules == KERNEL_RULES
 
 
 def test_a_host_without_ports_of_the_router_has_no_instance() -> None:

@@ -8,8 +8,8 @@ and a packet that cannot match leaves each chain after one comparison or one set
   destination of a local FIP is rewritten to its fixed IP (`ext_in`, then accept); anything else
   reaching any FIP of the router (`@fips`, the one lookup east-west traffic pays) jumps to `to_fip`:
   from a VM with a local FIP it is rewritten to the fixed IP and marked MARK_HAIRPIN; in a DVR instance
-  with local FIPs any other source is marked MARK_TO_SNAT (policy-routed to the SNAT host, because the
-  local FIPs are local addresses there).
+  whose local VMs do not all have FIPs any other source is marked MARK_TO_SNAT (policy-routed to the
+  SNAT host, because the local FIPs are local addresses there).
 - `post_fip` (postrouting, before srcnat): the source of a VM with a local FIP becomes its FIP when it
   leaves through the external leg or when the packet was hairpinned.
 Where the gateway is (centralized, dvr_snat), stateful NAT for what has no FIP:
@@ -47,7 +47,7 @@ def render_table(plan: RouterPlan) -> tuple[str | None, str]:
         to_fip.append(f"ip saddr @fip_holders ip daddr set ip daddr map @fip_in meta mark set {MARK_HAIRPIN:#x} "
                       "return")
         post.append(f"meta mark {MARK_HAIRPIN:#x} ip saddr set ip saddr map @fip_out")
-        if plan.role == "dvr":
+        if any(rule.fwmark == MARK_TO_SNAT for rule in plan.rules):  # a mark only where a rule reads it
             to_fip.append(f"meta mark set {MARK_TO_SNAT:#x}")
         pre.append("ip daddr @fips jump to_fip")
     chains = [*_regular("to_fip", to_fip), *_chain("pre", "filter", "prerouting", "raw", pre),
