@@ -8,15 +8,15 @@ import pytest
 
 from kvnet.bench.dataplane import base
 from kvnet.bench.dataplane.base import Endpoints
-from kvnet.bench.dataplane.bridged_paths import build_fip, build_snat
+from kvnet.bench.dataplane.bridged_paths import build_fip, build_fip_source_routed, build_snat
 from kvnet.bench.dataplane.kvnet_paths import ROUTED_LAB, ROUTED_PATHS, KvnetRoutedPath, RoutedBench, RoutedLab
 from kvnet.bench.dataplane.run import DEFAULT_PATHS, run_dataplane_bench
 from kvnet.sys import netns
-from kvnet.sys.cmd import run
+from kvnet.sys.cmd import run, run_json
 
 pytestmark = pytest.mark.root
 
-PAIRS = {"kvnet-dvr": "dvr-ref", "kvnet-fip": "fip-ref", "kvnet-snat": "snat-ref"}
+PAIRS = {"kvnet-dvr": "dvr-ref", "kvnet-fip": "fip-ref", "kvnet-fip-src": "fip-src-ref", "kvnet-snat": "snat-ref"}
 
 
 def test_routed_pairs_are_default_paths() -> None:
@@ -50,6 +50,11 @@ def test_references_use_the_nat_kvnet_uses() -> None:
         rules = _nft(f"{ns.prefix}-rt")
         assert "hook prerouting priority raw" in rules and "ip daddr set ip daddr map @fip_in" in rules
         assert "type nat" not in rules and fip.dst_ip not in run(["ip", "-n", fip.receiver_ns, "-br", "addr"]).stdout
+    with base.namespaces(base.unique_prefix("kvtR")) as ns:
+        build_fip_source_routed(ns)  # the same, plus the one policy rule a mixed host needs
+        rules = run_json(["ip", "-j", "rule", "show"], netns=f"{ns.prefix}-rt")
+        assert [(r["priority"], r.get("src")) for r in rules] == [(0, "all"), (30000, "10.96.2.31"),
+                                                                   (32766, "all"), (32767, "all")]
     with base.namespaces(base.unique_prefix("kvtR")) as ns:
         build_snat(ns)
         assert "type nat hook postrouting" in _nft(f"{ns.prefix}-rt")

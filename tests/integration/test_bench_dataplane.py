@@ -147,3 +147,11 @@ def test_run_dataplane_bench_small(prefix):
     for e in entries:
         assert e["pps"] > 0 and e["rtt_p50_ms"] is not None and e["rtt_p99_ms"] >= e["rtt_p50_ms"]
     assert any("pps" in m for m in seen)
+
+
+def test_every_other_repeat_walks_the_paths_backwards(prefix):
+    seen: list[str] = []
+    run_dataplane_bench(["routed", "nat"], sizes=(64,), seconds=0.2, repeats=2, ns_prefix=prefix, ping_count=5,
+                        progress=seen.append)
+    order = [(m.split(" rep ")[1].split()[0], m.split("% ")[1].split()[0]) for m in seen if " rep " in m]
+    assert order == [("1", "veth"), ("1", "routed"), ("1", "nat"), ("2", "nat"), ("2", "routed"), ("2", "veth")]

@@ -7,6 +7,8 @@ and mark rules, permanent neighbours, pinned FDB entries -- are what `ratio_to_r
 dvr-ref   VM A -veth- [host: br-a] -veth- [router: forwarding] -veth- [host: br-b] -veth- VM B
 fip-ref   [ext: br-ext] -veth- [host: br-x] -veth(fg)- [router: nft raw prerouting
           `ip daddr set ip daddr map @fip_in`] -veth(qr)- [host: br-b] -veth- VM
+fip-src-ref  the same, on a host where VMs without FIP share the router: main's default goes to the
+          SNAT host, so the VM's egress through fg is routed by source (`from <fixed IP> lookup 100`)
 snat-ref  VM -veth- [host: br-a] -veth(qr)- [router: nft nat postrouting `snat to` (conntrack)]
           -veth(qg)- [host: br-x] -veth- [ext: br-ext, the receiver]
 
@@ -26,6 +28,7 @@ from kvnet.sys.netns import add_veth
 NET_A, NET_B, NET_X = "10.96.1", "10.96.2", "198.51.102"  # tenant A, tenant B, external /24s
 EXT_IP, GATEWAY_IP, FLOATING_IP = f"{NET_X}.1", f"{NET_X}.2", f"{NET_X}.10"
 EXT_BRIDGE = "br-ext"
+SNAT_HOST, FIP_TABLE = "169.254.106.1", "100"  # never reached by the benchmark's packets
 
 
 @dataclass(frozen=True)
@@ -96,11 +99,26 @@ def build_dvr(ns: Namespaces) -> Endpoints:
 
 def build_fip(ns: Namespaces) -> Endpoints:
     """A DVR-style FIP leg: the floating IP as /32 on fg, 1:1 stateless rewrite both ways."""
+    return _fip(ns, source_routed=False)
+
+
+def build_fip_source_routed(ns: Namespaces) -> Endpoints:
+    return _fip(ns, source_routed=True)
+
+
+def _fip(ns: Namespaces, *, source_routed: bool) -> Endpoints:
     c = Cloud.create(ns, "br-x", "br-b")
     fixed = f"{NET_B}.31"
     fg_mac = c.leg("fg", "br-x", f"{FLOATING_IP}/32")
     c.leg("qr-b", "br-b", f"{NET_B}.1/24")
-    route(c.router, f"{NET_X}.0/24", "dev", "fg")
+    if source_routed:  # the minimum a hand-built mixed host needs: one table and one rule per FIP holder
+        route(c.router, "default", "via", SNAT_HOST, "dev", "qr-b", "onlink")
+        route(c.router, f"{NET_B}.0/24", "dev", "qr-b", "table", FIP_TABLE)
+        route(c.router, f"{NET_X}.0/24", "dev", "fg", "table", FIP_TABLE)
+        route(c.router, "default", "via", EXT_IP, "dev", "fg", "table", FIP_TABLE)
+        run(["ip", "-n", c.router, "rule", "add", "pref", "30000", "from", fixed, "lookup", FIP_TABLE])
+    else:
+        route(c.router, f"{NET_X}.0/24", "dev", "fg")
     r = c.vm("r", "br-b", fixed, f"{NET_B}.1")
     ext = c.internet("br-x")
     c.nft(_chain("pre", "filter", "prerouting", "raw", 'iifname "fg" ip daddr set ip daddr map @fip_in'),
@@ -127,5 +145,7 @@ def build_snat(ns: Namespaces) -> Endpoints:
 
 DVR_REF = register(HandPath("dvr-ref", build_dvr, "router namespace between two host bridges (by hand)"))
 FIP_REF = register(HandPath("fip-ref", build_fip, "ext bridge -> fg leg, stateless nft FIP map -> bridge (by hand)"))
+FIP_SRC_REF = register(HandPath("fip-src-ref", build_fip_source_routed,
+                                "fip-ref with the FIP holder's egress routed by source (by hand)"))
 SNAT_REF = register(HandPath("snat-ref", build_snat, "bridge -> router, conntrack SNAT -> qg leg -> ext (by hand)"))
-DEFAULT_PATHS = (DVR_REF.name, FIP_REF.name, SNAT_REF.name)
+DEFAULT_PATHS = (DVR_REF.name, FIP_REF.name, FIP_SRC_REF.name, SNAT_REF.name)

@@ -5,13 +5,15 @@ run, so `ratio_to_reference` says whether kvnet's configuration of the same kern
 anything (goal >= 0.95), while `ratio_to_veth` is the price of the construct itself.
 
 L2 paths (`kvnet-bridge`, `kvnet-vxlan`) build a lab each. The routed paths share ONE lab
-(`RoutedLab`, reference-counted over their `build()` contexts): 3 hosts (h1 = network node), the
+(`RoutedLab`, reference-counted over their `build()` contexts): 4 hosts (h1 = network node), the
 lab's external network, one *distributed* router `r1` with net-a 10.1.0.0/24 and net-b 10.2.0.0/24;
 each path boots only its own VMs into it:
 
     kvnet-dvr   da@h2 (net-a) -> h2's DVR namespace -> db@h2 (net-b)       same host, two subnets
     kvnet-fip   <lab>-ext (br-ext) -> h3 ex0 -> ext bridge -> fg- leg -> h3's DVR namespace
                 (stateless nft FIP rewrite at raw prerouting) -> qr- leg -> net-b bridge -> fb@h3
+    kvnet-fip-src  the same to mb@h4, where mc (net-a, no FIP) also lives: h4's DVR namespace routes
+                mb's egress by source (policy rules), h3's does not need to
     kvnet-snat  sa@h1 (net-a, no FIP) -> h1's dvr_snat namespace (conntrack SNAT to the gateway IP)
                 -> qg- leg -> ext bridge -> ex0 -> br-ext in <lab>-ext (the receiver, counted there)
 
@@ -166,7 +168,7 @@ class RoutedLab:
     def _start() -> RoutedBench:
         lab_name = bench_lab_name()
         lab = Lab(lab_name)
-        lab.up(default_spec(lab_name, 3), control_plane=True)
+        lab.up(default_spec(lab_name, 4), control_plane=True)
         client = Client(control.server_url(lab))
         try:
             return RoutedBench(lab, client, build_bench_cloud(client))
@@ -223,13 +225,22 @@ def setup_dvr(bench: RoutedBench) -> Endpoints:
 
 
 def setup_fip(bench: RoutedBench) -> Endpoints:
-    dst = bench.vm("fb", "h3", "net-b", "10.2.0.31")
+    return _fip_endpoints(bench, bench.vm("fb", "h3", "net-b", "10.2.0.31"))
+
+
+def setup_fip_source_routed(bench: RoutedBench) -> Endpoints:
+    bench.vm("mc", "h4", "net-a", "10.1.0.32")  # no FIP: h4 must route mb's egress by source
+    return _fip_endpoints(bench, bench.vm("mb", "h4", "net-b", "10.2.0.32"))
+
+
+def _fip_endpoints(bench: RoutedBench, dst: DemoVM) -> Endpoints:
+    """The internet sends to `dst`'s new floating IP."""
     fip = add_fip(bench.client, bench.cloud, dst.name)
     _reachable(ext_ping_until(bench.lab, fip, DEADLINE_S), f"internet -> {fip}")
     ext = bench.ext_ns
     return Endpoints(sender_ns=ext, sender_dev=n.EXT_BRIDGE, src_mac=mac_of(ext, n.EXT_BRIDGE),
                      src_ip=EXT_SERVER_IP, dst_mac=neigh_mac(ext, n.EXT_BRIDGE, fip), dst_ip=fip,
-                     receiver_ns=bench.vm_ns(dst), receiver_dev=n.VM_IF, host_ns=bench.host_ns("h3"))
+                     receiver_ns=bench.vm_ns(dst), receiver_dev=n.VM_IF, host_ns=bench.host_ns(dst.host))
 
 
 def setup_snat(bench: RoutedBench) -> Endpoints:
@@ -242,6 +253,9 @@ KVNET_DVR = register(KvnetRoutedPath(
     "kvnet-dvr", "dvr-ref", "kvnet distributed router, two subnets on one host", setup_dvr))
 KVNET_FIP = register(KvnetRoutedPath(
     "kvnet-fip", "fip-ref", "internet -> floating IP on the VM's host (DVR fg- leg, stateless nft)", setup_fip))
+KVNET_FIP_SRC = register(KvnetRoutedPath(
+    "kvnet-fip-src", "fip-src-ref", "kvnet-fip on a host that also has a VM without FIP (source-routed egress)",
+    setup_fip_source_routed))
 KVNET_SNAT = register(KvnetRoutedPath(
     "kvnet-snat", "snat-ref", "VM without FIP -> SNAT on the network node -> internet", setup_snat))
-ROUTED_PATHS = (KVNET_DVR.name, KVNET_FIP.name, KVNET_SNAT.name)
+ROUTED_PATHS = (KVNET_DVR.name, KVNET_FIP.name, KVNET_FIP_SRC.name, KVNET_SNAT.name)

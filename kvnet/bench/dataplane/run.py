@@ -1,7 +1,8 @@
 """The whole dataplane benchmark: every path x size x host CPU load, repeated, interleaved.
 
-All paths are built once, side by side; each repeat walks loads, paths and sizes in turn so that
-noise from other work on the machine spreads over all of them instead of hitting one path's repeats.
+All paths are built once, side by side; each repeat walks loads, paths and sizes in turn (every other
+repeat in reverse order) so that noise from other work on the machine spreads over all of them instead
+of hitting one path's repeats.
 """
 
 from __future__ import annotations
@@ -74,7 +75,9 @@ def run_dataplane_bench(paths: Sequence[str | base.Path] = DEFAULT_PATHS, sizes:
             built.append((p, stack.enter_context(p.build(base.unique_prefix(ns_prefix)))))
         for rep in range(repeats):
             for load in cpu_load:
-                for p, ep in built:
+                # Every other repeat walks the paths backwards, so that no path always runs right after
+                # the same one (a kvnet path is listed after its reference).
+                for p, ep in (built if rep % 2 == 0 else built[::-1]):
                     with background_load(load, ep.host_ns):
                         rtts[(p.name, load)] += latency.ping_rtts(ep.sender_ns, ep.dst_ip, count=ping_count)
                         for size in [s for ld, s in plan if ld == load]:
