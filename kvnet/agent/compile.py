@@ -54,12 +54,13 @@ def compile_host(host_name: str, model: CloudModel) -> HostPlan:
         if plan is not None:
             networks.append(plan)
     present = {n.network_id: n for n in networks}
+    redirects = routing.gateway_redirects(host_name)
     for port in local_ports:
         if port.network_id in present:
             port_plans.append(PortPlan(
                 port_id=port.id, network_id=port.network_id, mac=port.mac_address or "",
                 ips=tuple(port.ips()), device=port_device_name(port.id), mtu=present[port.network_id].mtu,
-                vnic_type=port.vnic_type))
+                vnic_type=port.vnic_type, gateway_redirects=redirects.get(port.id, ())))
     return HostPlan(host=host_name, tunnel_ip=host.tunnel_ip, l2_population=model.config.l2_population,
                     arp_responder=model.config.arp_responder, networks=tuple(networks), ports=tuple(port_plans),
                     routers=routing.router_plans(host_name))

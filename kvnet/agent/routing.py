@@ -7,14 +7,19 @@ Placement (`RoutingView.placement`):
 - distributed: a namespace on every host with a VM port on one of the router's subnets, all with the
   same gateway IP and MAC on `qr-` (the shared MAC never reaches another host's FDB: tunnel ports do
   not learn -- L2 population is required, as in Neutron), plus the gateway host ("dvr_snat"), which
-  also has `qg-` and one SNAT leg `sg-` per subnet with a MAC of its own. A VM's floating IP lives on
-  its own host's `fg-` leg (external network, per-host MAC); VMs without one reach the SNAT
-  namespace through `SNAT_NEXT_HOP` (link-local, resolved to the first subnet's `sg-` MAC).
+  also has `qg-` and one SNAT leg `sg-` per subnet with a MAC of its own. VMs without a floating IP
+  reach the SNAT namespace through `SNAT_NEXT_HOP` (link-local, resolved to the first subnet's `sg-`
+  MAC). A compute host whose VMs have floating IPs gets a second namespace for them ("dvr_fip"):
+  `fq-` legs on the router's subnets (a MAC per host), the FIPs on `fg-` (external network, per-host
+  MAC) and its default route out of `fg-`; each FIP holder's tap readdresses its frames for the
+  shared gateway MAC to its subnet's `fq-` MAC (`gateway_redirects`). Egress that differs by source
+  is thereby chosen on L2, and no namespace needs a policy rule (which would cost every packet the
+  kernel's merged FIB lookup).
 
 Router ports on the L2 side: centralized interface ports, gateway ports, `sg-` and `fg-` legs are
 "bound" to the one host that has them, so L2 population and the ARP responder treat them like VM
-ports (`bound_ports`). A distributed router's interface port is local on every host of the router
-and never a remote entry anywhere (`local_ports`).
+ports (`bound_ports`). A distributed router's interface port, and the `fq-` legs, are local on
+their host and never a remote entry anywhere (`local_ports`).
 """
 
 from __future__ import annotations
@@ -23,15 +28,10 @@ import hashlib
 import ipaddress
 import uuid
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from kvnet.agent.model import CloudModel
 from kvnet.agent.plan import (
-    FIP_TABLE,
-    MARK_TO_SNAT,
-    RULE_FIP,
-    RULE_LOCAL,
-    RULE_TO_SNAT,
     SNAT_NEXT_HOP,
     FloatingIPNat,
     NeighSpec,
@@ -48,8 +48,11 @@ ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
 ROUTER_SNAT_LEG = "network:router_snat"
 ROUTER_FIP_LEG = "network:router_fip"
+ROUTER_FIP_NS_LEG = "network:router_fip_interface"
+FIP_INSTANCE = "fip"
 MAIN_TABLE = 254
-DEFAULT_RULES = (RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))  # the kernel's
+# The kernel's three rules, and the only ones any router namespace has (see kvnet.agent.plan).
+DEFAULT_RULES = (RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
 _VIRTUAL_NS = uuid.UUID("6b766e65-742d-726f-7574-696e67000000")
 
 
@@ -89,17 +92,6 @@ class Gateway:
     @property
     def leg_name(self) -> str:
         return f"qg-{short_id(self.port.id)}"
-
-
-@dataclass(frozen=True)
-class DvrOutside:
-    """What a DVR instance on a compute host adds to reach beyond its router (`_dvr_outside`)."""
-
-    legs: list[RouterLeg] = field(default_factory=list)
-    routes: list[RouteSpec] = field(default_factory=list)
-    neighbours: list[NeighSpec] = field(default_factory=list)
-    rules: tuple[RuleSpec, ...] = ()  # empty: the kernel's three
-    external_leg: str | None = None
 
 
 @dataclass(frozen=True)
@@ -204,10 +196,31 @@ class RoutingView:
         return out
 
     def local_ports(self, host: str) -> list[Port]:
-        """A distributed router's interface ports on `host`: local there, known to no other host's L2."""
-        return [_bound(i.port, host) for router in self.model.routers.values()
-                if router.mode == "distributed" and host in self.placements[router.id].hosts
-                for i in self.interfaces[router.id]]
+        """A distributed router's interface ports on `host`, and its FIP namespace's `fq-` legs there:
+        local on that host, known to no other host's L2."""
+        out = []
+        for router in self.model.routers.values():
+            if router.mode == "distributed" and host in self.placements[router.id].hosts:
+                out += [_bound(i.port, host) for i in self.interfaces[router.id]]
+                if self._has_fip_namespace(router, host):
+                    out += [self._fip_ns_leg_port(i, host) for i in self.interfaces[router.id]]
+        return out
+
+    def gateway_redirects(self, host: str) -> dict[str, tuple[tuple[str, str], ...]]:
+        """port id -> (shared gateway MAC, FIP namespace leg MAC) for every VM port on `host` that holds
+        a floating IP of a distributed router's FIP namespace there."""
+        out: dict[str, set[tuple[str, str]]] = defaultdict(set)
+        for router in self.model.routers.values():
+            if not self._has_fip_namespace(router, host):
+                continue
+            by_subnet = {i.subnet.id: i for i in self.interfaces[router.id]}
+            for fip, port in self._local_fips(router, host):
+                for fixed in port.fixed_ips:
+                    iface = by_subnet.get(fixed.subnet_id or "")
+                    if iface and fixed.ip_address == fip.fixed_ip_address:
+                        out[port.id].add((iface.port.mac_address or "", self._fip_ns_leg_port(iface, host).mac_address
+                                          or ""))
+        return {port_id: tuple(sorted(pairs)) for port_id, pairs in out.items()}
 
     def _snat_leg_port(self, iface: Interface, host: str) -> Port:
         return Port(id=virtual_port_id(iface.port.id, "snat"), network_id=iface.network.id,
@@ -221,56 +234,32 @@ class RoutingView:
                     fixed_ips=[FixedIP(subnet_id=gateway.subnet.id, ip_address=fip.floating_ip_address)
                                for fip, _ in self._local_fips(router, host)])
 
+    def _fip_ns_leg_port(self, iface: Interface, host: str) -> Port:
+        return Port(id=virtual_port_id(iface.port.id, host, "fq"), network_id=iface.network.id,
+                    mac_address=derived_mac("fq", iface.port.id, host), binding_host=host,
+                    device_owner=ROUTER_FIP_NS_LEG, device_id=iface.port.device_id)
+
+    def _has_fip_namespace(self, router: Router, host: str) -> bool:
+        """A distributed router's compute host (not its gateway host) with floating IPs of VMs there."""
+        place = self.placements[router.id]
+        return (router.mode == "distributed" and self.gateways[router.id] is not None and host in place.hosts
+                and host != place.gateway_host and bool(self.interfaces[router.id])
+                and bool(self._local_fips(router, host)))
+
     def _local_fips(self, router: Router, host: str) -> list[tuple[FloatingIP, Port]]:
         if router.mode == "centralized":
             return self.fips(router.id)
         return [(fip, port) for fip, port in self.fips(router.id) if port.binding_host == host]
 
-    def _dvr_outside(self, router: Router, gateway: Gateway, host: str, ifaces: list[Interface],
-                     fips: tuple[FloatingIPNat, ...]) -> DvrOutside:
-        """How a DVR instance on a compute host reaches beyond its router: the SNAT host by default;
-        with local FIPs, their `fg-` leg on the external network, routed by source only if it must be."""
-        first = ifaces[0]
-        to_snat_host = RouteSpec(MAIN_TABLE, "default", first.leg_name, SNAT_NEXT_HOP, onlink=True)
-        neighbours = [NeighSpec(first.leg_name, SNAT_NEXT_HOP, derived_mac("snat", first.port.id))]
-        local_fip_addrs = tuple(f"{f.floating_ip}/32" for f in fips if f.local)
-        if not local_fip_addrs:
-            return DvrOutside(routes=[to_snat_host], neighbours=neighbours)  # no rule, no fg-
-        fg = f"fg-{short_id(router.id)}"
-        fip_leg = self._fip_leg_port(router, gateway, host)
-        leg = RouterLeg(fg, port_device_name(fip_leg.id), gateway.network.id, fip_leg.mac_address or "",
-                        _mtu(gateway.network), local_fip_addrs)
-        # Where a VM with a FIP here sends outside its router: the gateway IP (replies to what the SNAT
-        # host translated), the external subnet and the default through fg-.
-        outside = [RouteSpec(0, gateway.ip, first.leg_name, SNAT_NEXT_HOP, onlink=True),
-                   RouteSpec(0, gateway.subnet.cidr, fg)]
-        if gateway.subnet.gateway_ip:
-            outside.append(RouteSpec(0, "default", fg, gateway.subnet.gateway_ip))
-        if not self._unfloated_sources(ifaces, fips, host):
-            # Every local source has a FIP: main routes like a FIP table would, and the kernel keeps its
-            # three rules (any other rule costs every packet the merged FIB lookup).
-            return DvrOutside([leg], [replace(r, table=MAIN_TABLE) for r in outside], neighbours, (), fg)
-        # Otherwise the FIP holders get a table of their own, with the tenant subnets too (east-west and
-        # hairpin stay inside). The FIPs are local addresses here (fg- answers ARP for them), so a source
-        # without FIP reaching one is steered by mark to the SNAT host before `local` delivers it.
-        routes = [to_snat_host, *(RouteSpec(FIP_TABLE, i.cidr, i.leg_name) for i in ifaces),
-                  *(replace(r, table=FIP_TABLE) for r in outside)]
-        rules = [*(r for r in DEFAULT_RULES if r.table != "local"),
-                 RuleSpec(RULE_TO_SNAT, "main", fwmark=MARK_TO_SNAT), RuleSpec(RULE_LOCAL, "local"),
-                 *(RuleSpec(RULE_FIP, str(FIP_TABLE), src=f.fixed_ip) for f in fips if f.local)]
-        return DvrOutside([leg], routes, neighbours, tuple(rules), fg)
-
-    def _unfloated_sources(self, ifaces: list[Interface], fips: tuple[FloatingIPNat, ...], host: str) -> bool:
-        """Whether a VM address on `host` in the router's subnets has no floating IP (then FIP egress
-        has to be routed by source)."""
-        floated = {f.fixed_ip for f in fips if f.local}
-        return any(port.binding_host == host and ip not in floated
-                   for i in ifaces for port, ip in self.vm_ports_by_subnet[i.subnet.id])
-
     # -- router namespaces ------------------------------------------------------------------------------
     def router_plans(self, host: str) -> tuple[RouterPlan, ...]:
-        return tuple(self._plan(router, host) for router in sorted(self.model.routers.values(), key=lambda r: r.id)
-                     if host in self.placements[router.id].hosts)
+        plans = []
+        for router in sorted(self.model.routers.values(), key=lambda r: r.id):
+            if host in self.placements[router.id].hosts:
+                plans.append(self._plan(router, host))
+                if self._has_fip_namespace(router, host):
+                    plans.append(self._fip_plan(router, host))
+        return tuple(plans)
 
     def _plan(self, router: Router, host: str) -> RouterPlan:
         place = self.placements[router.id]
@@ -283,7 +272,6 @@ class RoutingView:
         neighbours = [NeighSpec(i.leg_name, ip, port.mac_address or "") for i in ifaces
                       for port, ip in self.vm_ports_by_subnet[i.subnet.id]]
         routes: list[RouteSpec] = []
-        rules = list(DEFAULT_RULES)
         plan_kw: dict[str, object] = {}
         if gateway is not None:
             local_ids = {fip.id for fip, _ in self._local_fips(router, host)}
@@ -305,17 +293,56 @@ class RoutingView:
                 plan_kw = {"external_leg": gateway.leg_name, "snat_ip": gateway.ip,
                            "snat_subnets": tuple(i.cidr for i in ifaces)}
             elif ifaces:
-                dvr = self._dvr_outside(router, gateway, host, ifaces, fips)
-                legs += dvr.legs
-                routes += dvr.routes
-                neighbours += dvr.neighbours
-                rules = list(dvr.rules or rules)
-                if dvr.external_leg:
-                    plan_kw["external_leg"] = dvr.external_leg
+                # Everything that is not east-west goes to the SNAT host: main's default route. The FIP
+                # holders here are routed by the FIP namespace (`_fip_plan`), so no rule is needed.
+                first = ifaces[0]
+                routes.append(RouteSpec(MAIN_TABLE, "default", first.leg_name, SNAT_NEXT_HOP, onlink=True))
+                neighbours.append(NeighSpec(first.leg_name, SNAT_NEXT_HOP, derived_mac("snat", first.port.id)))
+                fips = ()
             plan_kw["fips"] = fips
         return RouterPlan(router_id=router.id, role=role, legs=tuple(sorted(legs)), routes=tuple(sorted(routes)),
-                          rules=tuple(sorted(set(rules))), neighbours=tuple(sorted(set(neighbours))),
-                          **plan_kw)  # type: ignore[arg-type]
+                          rules=DEFAULT_RULES, neighbours=tuple(sorted(set(neighbours))), **plan_kw)  # type: ignore[arg-type]
+
+    def _fip_plan(self, router: Router, host: str) -> RouterPlan:
+        """The namespace of a distributed router's FIP holders on `host` (their frames are readdressed to
+        it on their taps: `gateway_redirects`). `fq-` legs on the router's subnets carry no address, so
+        they never answer ARP for the gateway IP (the `dvr` namespace's) and the subnets are explicit
+        routes; the FIPs sit on `fg-`; main sends what is not east-west out of `fg-`. By destination
+        only: the kernel's three rules and its merged FIB lookup stay."""
+        gateway = self.gateways[router.id]
+        assert gateway is not None  # _has_fip_namespace
+        ifaces = self.interfaces[router.id]
+        local = self._local_fips(router, host)
+        legs = []
+        for i in ifaces:
+            port = self._fip_ns_leg_port(i, host)
+            legs.append(RouterLeg(_fip_ns_leg_name(i), port_device_name(port.id), i.network.id,
+                                  port.mac_address or "", _mtu(i.network)))
+        fg_port = self._fip_leg_port(router, gateway, host)
+        fg = f"fg-{short_id(router.id)}"
+        legs.append(RouterLeg(fg, port_device_name(fg_port.id), gateway.network.id, fg_port.mac_address or "",
+                              _mtu(gateway.network), tuple(f"{fip.floating_ip_address}/32" for fip, _ in local)))
+        first = _fip_ns_leg_name(ifaces[0])
+        # The gateway IP via the SNAT host: replies to what that host translated (a source without FIP
+        # reaching a FIP here arrives from it as the gateway IP).
+        routes = [*(RouteSpec(MAIN_TABLE, i.cidr, _fip_ns_leg_name(i)) for i in ifaces),
+                  RouteSpec(MAIN_TABLE, gateway.ip, first, SNAT_NEXT_HOP, onlink=True),
+                  RouteSpec(MAIN_TABLE, gateway.subnet.cidr, fg)]
+        if gateway.subnet.gateway_ip:
+            routes.append(RouteSpec(MAIN_TABLE, "default", fg, gateway.subnet.gateway_ip))
+        neighbours = [NeighSpec(_fip_ns_leg_name(i), ip, port.mac_address or "") for i in ifaces
+                      for port, ip in self.vm_ports_by_subnet[i.subnet.id]]
+        neighbours.append(NeighSpec(first, SNAT_NEXT_HOP, derived_mac("snat", ifaces[0].port.id)))
+        local_ids = {fip.id for fip, _ in local}
+        fips = tuple(FloatingIPNat(fip.floating_ip_address or "", fip.fixed_ip_address or "", fip.id in local_ids)
+                     for fip, _ in self.fips(router.id))
+        return RouterPlan(router_id=router.id, role="dvr_fip", instance=FIP_INSTANCE, legs=tuple(sorted(legs)),
+                          routes=tuple(sorted(routes)), rules=DEFAULT_RULES,
+                          neighbours=tuple(sorted(set(neighbours))), external_leg=fg, fips=fips)
+
+
+def _fip_ns_leg_name(iface: Interface) -> str:
+    return f"fq-{short_id(iface.port.id)}"
 
 
 def _bound(port: Port, host: str) -> Port:

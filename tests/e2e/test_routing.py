@@ -5,11 +5,13 @@ and captures; no kvnet object left for anything deleted."""
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
+from kvnet.agent.plan import port_device_name
 from kvnet.client import Client
 from kvnet.dataplane.linux.router_state import router_ns_prefix
 from kvnet.lab import control
@@ -32,7 +34,7 @@ from kvnet.lab.probe import ping, ping_until
 from kvnet.lab.testing import running_lab
 from kvnet.lab.vm import delete_vm
 from kvnet.sys import netns
-from kvnet.sys.cmd import run_json
+from kvnet.sys.cmd import run, run_json
 
 pytestmark = pytest.mark.root
 DEADLINE_S = 5.0
@@ -66,7 +68,8 @@ def test_router_lives_where_its_mode_says(routed: Routed) -> None:
     assert router["mode"] == routed.mode
     lab = routed.lab
     found = {h: len(netns.list_with_prefix(router_ns_prefix(n.host_ns(lab.name, h)))) for h in lab.hosts()}
-    assert found == ({"h1": 1, "h2": 0, "h3": 0} if routed.mode == "centralized" else {"h1": 1, "h2": 1, "h3": 1})
+    # Distributed: h2 and h3 also have the router's FIP namespace (their VMs with FIPs).
+    assert found == ({"h1": 1, "h2": 0, "h3": 0} if routed.mode == "centralized" else {"h1": 1, "h2": 2, "h3": 2})
 
 
 def test_east_west_across_subnets_and_hosts(routed: Routed) -> None:
@@ -85,22 +88,30 @@ def test_external_reaches_every_fip_and_a_fip_vm_leaves_as_its_fip(routed: Route
     assert sources(cap) == [routed.fips[vm]]
 
 
-def test_policy_rules_only_where_fip_egress_needs_them(routed: Routed) -> None:
-    """Any rule beyond the kernel's three costs every packet the merged FIB lookup. Centralized: one
-    namespace translates every FIP, no rule. Distributed: h2's VMs all have FIPs, so its namespace keeps
-    the kernel's rules; h3 also has a2 without FIP, so b1's egress is routed by source there."""
+def test_no_policy_rule_anywhere_and_only_fip_holders_taps_are_readdressed(routed: Routed) -> None:
+    """Any rule beyond the kernel's three would cost every packet the merged FIB lookup. Distributed: h3
+    has b1 (FIP) and a2 (none) on one router; b1's tap sends its frames for the gateway to the router's
+    FIP namespace there, a2's frames reach the router's own namespace untouched."""
     assert wait_converged(routed.lab, routed.client) == (0, 0)
+    lab = routed.lab
     kernel = [(0, "all", "local"), (32766, "all", "main"), (32767, "all", "default")]
+    namespaces = {h: netns.list_with_prefix(router_ns_prefix(n.host_ns(lab.name, h))) for h in lab.hosts()}
+    for ns in (ns for found in namespaces.values() for ns in found):
+        rows = run_json(["ip", "-j", "rule", "show"], netns=ns)
+        assert [(r["priority"], r.get("src", ""), r["table"]) for r in rows] == kernel, ns
 
-    def rules(host: str) -> list[tuple[int, str, str]]:
-        (ns,) = netns.list_with_prefix(router_ns_prefix(n.host_ns(routed.lab.name, host)))
-        return [(r["priority"], r.get("src", ""), r["table"]) for r in run_json(["ip", "-j", "rule", "show"], netns=ns)]
+    def readdressed_taps(host: str) -> set[str]:
+        listing = run(["nft", "list", "table", "netdev", "kvnet"], netns=n.host_ns(lab.name, host), check=False)
+        return set(re.findall(r'hook ingress device "([^"]+)"', listing.stdout))
+
+    def tap(vm: str) -> str:
+        return port_device_name(routed.client.find("ports", vm)["id"])
 
     if routed.mode == "centralized":
-        assert rules(NETWORK_NODE) == kernel
+        assert {h: readdressed_taps(h) for h in lab.hosts()} == {h: set() for h in lab.hosts()}
     else:
-        assert rules("h2") == kernel
-        assert (30000, "10.2.0.11", "100") in rules("h3")
+        assert {h: len(found) for h, found in namespaces.items()} == {"h1": 1, "h2": 2, "h3": 2}
+        assert readdressed_taps("h3") == {tap("b1")} and readdressed_taps("h2") == {tap("a1"), tap("b2")}
 
 
 def test_a_vm_without_fip_leaves_as_the_router_gateway_ip(routed: Routed) -> None:

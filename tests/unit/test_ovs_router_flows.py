@@ -33,3 +33,18 @@ def test_unanswered_arp_on_a_tunnel_network_stays_on_this_host() -> None:
     flows = render_flows(PLAN, {"net-a": 1}, OFPORTS)
     rest = [f.actions for f in flows if f.table == ARP and f.match == "arp,reg6=0x1,arp_op=1"]
     assert rest == ["output:5,output:6"]
+
+
+def test_a_fip_holders_frames_for_the_gateway_go_to_the_fip_namespace_leg() -> None:
+    fq_mac = "02:6b:00:00:00:01"
+    holder = replace(VM, gateway_redirects=((GW_MAC, fq_mac),))
+    fip_ns = RouterPlan("r1", "dvr_fip", legs=(RouterLeg("fq-gw", "kvt-fq", "net-a", fq_mac, 1450),), instance="fip")
+    plan = replace(PLAN, ports=(holder, LEG), routers=(ROUTER, fip_ns))
+    assert not any(f.table == 0 and f.priority == 110 for f in render_flows(plan, {"net-a": 1}, OFPORTS))  # no fq-
+    flows = render_flows(plan, {"net-a": 1}, {**OFPORTS, "kvt-fq": 7})
+    redirect = [f for f in flows if f.table == 0 and f.priority == 110]
+    assert [(f.match, f.actions.split(",")[0]) for f in redirect] == [(f"in_port=5,dl_dst={GW_MAC}",
+                                                                       f"mod_dl_dst:{fq_mac}")]
+    plain = next(f for f in flows if f.table == 0 and f.match == "in_port=5")
+    assert redirect[0].actions.endswith(plain.actions)  # then classified like any frame of the port
+    assert not any(f.priority == 110 for f in render_flows(PLAN, {"net-a": 1}, OFPORTS) if f.table == 0)

@@ -7,7 +7,7 @@ import pytest
 
 from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
-from kvnet.agent.plan import FIP_TABLE, MARK_TO_SNAT, SNAT_NEXT_HOP, HostPlan, RouterPlan, RuleSpec
+from kvnet.agent.plan import SNAT_NEXT_HOP, HostPlan, RouterPlan, RuleSpec
 from kvnet.agent.routing import derived_mac
 from kvnet.model.resources import (
     ExternalGateway,
@@ -58,11 +58,11 @@ def cloud(mode: str, *, vm_hosts: tuple[str, str] = ("h2", "h3"), fip: bool = Tr
 
 
 KERNEL_RULES = (RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
-KERNEL_RULES_MOVED = (RuleSpec(20, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
 
 
 def routers(plan: HostPlan) -> dict[str, RouterPlan]:
-    return {r.router_id: r for r in plan.routers}
+    """The router namespaces of a host plan, by router id ("<id>/fip" for a FIP namespace)."""
+    return {f"{r.router_id}/{r.instance}" if r.instance else r.router_id: r for r in plan.routers}
 
 
 def remote_macs(plan: HostPlan, network_id: str) -> dict[str, str]:
@@ -102,41 +102,49 @@ def test_distributed_router_everywhere_with_ports_and_the_gateway_mac_is_never_r
             assert "fa:6b:76:00:01:01" not in remote_macs(plans[host], net)
             # the SNAT legs on h1 are reachable by L2 population
             assert remote_macs(plans[host], net)[derived_mac("snat", f"if-{net[-1]}")] == "192.0.2.1"
-    h2 = routers(plans["h2"])["r1"]  # vm-a (with FIP) is on h2
-    assert h2.external_leg and h2.external_leg.startswith("fg-")
-    fg = h2.leg(h2.external_leg)
+    assert all(set(r.rules) == set(KERNEL_RULES) for p in plans.values() for r in p.routers)  # no rule anywhere
+    # vm-a (with FIP) is on h2: its router namespace sends what is not east-west to the SNAT host and
+    # holds no FIP; a second namespace holds the FIP on fg- and routes out of it.
+    h2 = routers(plans["h2"])["r1"]
+    assert h2.external_leg is None and h2.fips == () and {leg.name[:3] for leg in h2.legs} == {"qr-"}
+    assert [(r.dst, r.via) for r in h2.routes] == [("default", SNAT_NEXT_HOP)]
+    fip_ns = routers(plans["h2"])["r1/fip"]
+    assert fip_ns.role == "dvr_fip" and fip_ns.external_leg and fip_ns.external_leg.startswith("fg-")
+    fg = fip_ns.leg(fip_ns.external_leg)
     assert fg is not None and fg.addresses == ("203.0.113.50/32",)
-    assert [f.local for f in h2.fips] == [True]
-    # Every VM here has a FIP: main routes outside through fg- and the kernel keeps its three rules.
-    assert set(h2.rules) == set(KERNEL_RULES)
-    assert {(r.table, r.dst, r.dev[:3], r.via) for r in h2.routes} == {
-        (254, "default", "fg-", "203.0.113.1"), (254, "203.0.113.0/24", "fg-", None),
-        (254, "203.0.113.5", "qr-", SNAT_NEXT_HOP)}
-    assert any(n.ip == SNAT_NEXT_HOP for n in h2.neighbours)
-    h3 = routers(plans["h3"])["r1"]
-    assert h3.external_leg is None and [f.local for f in h3.fips] == [False]  # hairpin only
-    # East-west only here: the kernel's rules untouched, main's default to the SNAT host, no table.
-    assert set(h3.rules) == set(KERNEL_RULES)
-    assert [(r.table, r.dst, r.via) for r in h3.routes] == [(254, "default", SNAT_NEXT_HOP)]
+    fq = [leg for leg in fip_ns.legs if leg.name.startswith("fq-")]
+    assert len(fq) == 2 and all(leg.addresses == () for leg in fq)  # never answers ARP for the gateway IP
+    assert {(r.dst, r.dev[:3], r.via) for r in fip_ns.routes} == {
+        ("10.1.0.0/24", "fq-", None), ("10.2.0.0/24", "fq-", None), ("203.0.113.5", "fq-", SNAT_NEXT_HOP),
+        ("203.0.113.0/24", "fg-", None), ("default", "fg-", "203.0.113.1")}
+    assert [f.local for f in fip_ns.fips] == [True]
+    assert any(n.ip == SNAT_NEXT_HOP for n in fip_ns.neighbours) and any(n.ip == "10.2.0.10" for n in fip_ns.neighbours)
+    # vm-a's tap readdresses the shared gateway MAC to its subnet's fq- leg; the legs are local ports.
+    vm_a = next(p for p in plans["h2"].ports if p.port_id == "vm-a")
+    fq_a = next(leg for leg in fq if leg.network_id == "net-a")
+    assert vm_a.gateway_redirects == (("fa:6b:76:00:01:00", fq_a.mac),)
+    assert {leg.device for leg in fq} <= {p.device for p in plans["h2"].ports}
+    assert fq_a.mac not in remote_macs(plans["h3"], "net-a")  # known to no other host
+    h3 = routers(plans["h3"])
+    assert set(h3) == {"r1"} and h3["r1"].external_leg is None and h3["r1"].fips == ()
+    assert all(p.gateway_redirects == () for p in plans["h3"].ports)
+    assert [(r.table, r.dst, r.via) for r in h3["r1"].routes] == [(254, "default", SNAT_NEXT_HOP)]
     h1 = routers(plans["h1"])["r1"]
     assert {leg.name[:3] for leg in h1.legs} == {"qr-", "qg-", "sg-"}
     qg = h1.leg(h1.external_leg or "")
     assert qg is not None and qg.addresses == ("203.0.113.5/24",)  # the FIP lives on h2, not here
-    assert set(h1.rules) == set(KERNEL_RULES)
 
 
-def test_a_dvr_host_with_and_without_fips_routes_fip_egress_by_source() -> None:
-    h2 = routers(compile_host("h2", cloud("distributed", unfloated_on="h2")))["r1"]
-    # vm-c has no FIP: main's default goes to the SNAT host, vm-a's address gets the FIP table, and the
-    # fwmark rule comes ahead of `local` (the FIP is a local address on fg-) for sources without FIP.
-    assert set(h2.rules) == {*KERNEL_RULES_MOVED, RuleSpec(10, "main", fwmark=MARK_TO_SNAT),
-                             RuleSpec(30000, str(FIP_TABLE), src="10.1.0.10")}
-    assert {(r.table, r.dst) for r in h2.routes} == {
-        (254, "default"), (FIP_TABLE, "10.1.0.0/24"), (FIP_TABLE, "10.2.0.0/24"), (FIP_TABLE, "203.0.113.5"),
-        (FIP_TABLE, "203.0.113.0/24"), (FIP_TABLE, "default")}
-    assert next(r for r in h2.routes if r.table == 254).via == SNAT_NEXT_HOP
-    # The VM without FIP on another host changes nothing here.
-    assert routers(compile_host("h2", cloud("distributed", unfloated_on="h3")))["r1"].rules == KERNEL_RULES
+def test_a_vm_without_fip_beside_one_with_changes_nothing_in_either_namespace() -> None:
+    """The split by source is made on the FIP holder's tap, so a host with VMs with and without FIP
+    compiles to the same router namespaces as one whose VMs all have FIPs."""
+    alone = compile_host("h2", cloud("distributed"))
+    mixed = compile_host("h2", cloud("distributed", unfloated_on="h2"))
+    for name, plan in routers(alone).items():
+        other = routers(mixed)[name]
+        assert (other.legs, other.routes, other.rules) == (plan.legs, plan.routes, plan.rules)
+    vm_c = next(p for p in mixed.ports if p.port_id == "vm-c")
+    assert vm_c.gateway_redirects == ()
 
 
 def test_a_host_without_ports_of_the_router_has_no_instance() -> None:

@@ -12,8 +12,8 @@ each path boots only its own VMs into it:
     kvnet-dvr   da@h2 (net-a) -> h2's DVR namespace -> db@h2 (net-b)       same host, two subnets
     kvnet-fip   <lab>-ext (br-ext) -> h3 ex0 -> ext bridge -> fg- leg -> h3's DVR namespace
                 (stateless nft FIP rewrite at raw prerouting) -> qr- leg -> net-b bridge -> fb@h3
-    kvnet-fip-src  the same to mb@h4, where mc (net-a, no FIP) also lives: h4's DVR namespace routes
-                mb's egress by source (policy rules), h3's does not need to
+    kvnet-fip-mixed  the same to mb@h4, where mc (net-a, no FIP) also lives: h4's router namespace
+                sends mc's egress to the SNAT host, its FIP namespace mb's out of fg- (no policy rule)
     kvnet-snat  sa@h1 (net-a, no FIP) -> h1's dvr_snat namespace (conntrack SNAT to the gateway IP)
                 -> qg- leg -> ext bridge -> ex0 -> br-ext in <lab>-ext (the receiver, counted there)
 
@@ -228,8 +228,8 @@ def setup_fip(bench: RoutedBench) -> Endpoints:
     return _fip_endpoints(bench, bench.vm("fb", "h3", "net-b", "10.2.0.31"))
 
 
-def setup_fip_source_routed(bench: RoutedBench) -> Endpoints:
-    bench.vm("mc", "h4", "net-a", "10.1.0.32")  # no FIP: h4 must route mb's egress by source
+def setup_fip_mixed(bench: RoutedBench) -> Endpoints:
+    bench.vm("mc", "h4", "net-a", "10.1.0.32")  # no FIP: its egress goes to the SNAT host, mb's does not
     return _fip_endpoints(bench, bench.vm("mb", "h4", "net-b", "10.2.0.32"))
 
 
@@ -253,9 +253,8 @@ KVNET_DVR = register(KvnetRoutedPath(
     "kvnet-dvr", "dvr-ref", "kvnet distributed router, two subnets on one host", setup_dvr))
 KVNET_FIP = register(KvnetRoutedPath(
     "kvnet-fip", "fip-ref", "internet -> floating IP on the VM's host (DVR fg- leg, stateless nft)", setup_fip))
-KVNET_FIP_SRC = register(KvnetRoutedPath(
-    "kvnet-fip-src", "fip-src-ref", "kvnet-fip on a host that also has a VM without FIP (source-routed egress)",
-    setup_fip_source_routed))
+KVNET_FIP_MIXED = register(KvnetRoutedPath(
+    "kvnet-fip-mixed", "fip-ref", "kvnet-fip on a host that also has a VM without FIP", setup_fip_mixed))
 KVNET_SNAT = register(KvnetRoutedPath(
     "kvnet-snat", "snat-ref", "VM without FIP -> SNAT on the network node -> internet", setup_snat))
-ROUTED_PATHS = (KVNET_DVR.name, KVNET_FIP.name, KVNET_FIP_SRC.name, KVNET_SNAT.name)
+ROUTED_PATHS = (KVNET_DVR.name, KVNET_FIP.name, KVNET_FIP_MIXED.name, KVNET_SNAT.name)

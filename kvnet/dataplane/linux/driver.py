@@ -12,6 +12,7 @@ from kvnet.agent.plan import HostPlan
 from kvnet.dataplane import ReconcileResult
 from kvnet.dataplane.linux.apply import apply
 from kvnet.dataplane.linux.diff import ChangeSet, diff
+from kvnet.dataplane.linux.gateway_redirect import reconcile_gateway_redirects
 from kvnet.dataplane.linux.observe import observe
 from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode, render
 from kvnet.dataplane.linux.router import RouterDriver
@@ -30,15 +31,23 @@ class LinuxDriver:
 
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
         start = time.perf_counter()
-        routed, errors = self.routers.reconcile(plan)
+        # Readdressing to a FIP namespace leg stops before the router pass can delete the leg ...
+        redirected, errors = reconcile_gateway_redirects(plan, self.netns)
+        routed, router_errors = self.routers.reconcile(plan)
+        errors += router_errors
         changes = self.plan_changes(plan)
         errors += apply(changes, self.netns)
         errors += reconcile_leg_fdb(plan, self.netns)[1]  # the legs' MACs pinned on their bridges
+        # ... and starts once the L2 pass has plugged a new one (and the tap).
+        readdressed, redirect_errors = reconcile_gateway_redirects(plan, self.netns)
+        redirected |= readdressed
+        errors += redirect_errors
         errors += self.routers.after_l2(routed)  # needs the legs attached by the L2 pass above
         errors += [f"link {name} exists but is not kvnet's; left alone" for name in changes.conflicts]
         counts = changes.counts()
         return ReconcileResult(
-            added=counts["added"] | routed.added, changed=counts["changed"] | routed.changed,
+            added=counts["added"] | routed.added,
+            changed=counts["changed"] | routed.changed | ({"gateway_redirects": 1} if redirected else {}),
             removed=counts["removed"] | routed.removed,
             missing_ports=tuple(a.owner.removeprefix("port:") for a in changes.missing
                                 if a.owner.startswith("port:")),

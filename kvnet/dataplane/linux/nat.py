@@ -7,9 +7,9 @@ and a packet that cannot match leaves each chain after one comparison or one set
 - `pre` (prerouting, raw priority, before conntrack and routing): from the external leg, the
   destination of a local FIP is rewritten to its fixed IP (`ext_in`, then accept); anything else
   reaching any FIP of the router (`@fips`, the one lookup east-west traffic pays) jumps to `to_fip`:
-  from a VM with a local FIP it is rewritten to the fixed IP and marked MARK_HAIRPIN; in a DVR instance
-  whose local VMs do not all have FIPs any other source is marked MARK_TO_SNAT (policy-routed to the
-  SNAT host, because the local FIPs are local addresses there).
+  from a VM with a local FIP it is rewritten to the fixed IP and marked MARK_HAIRPIN. (Only FIP holders
+  and the external network reach a namespace with local FIPs on a DVR host: the router's own `dvr`
+  namespace has no FIP, so a source without one reaches any FIP through the SNAT host.)
 - `post_fip` (postrouting, before srcnat): the source of a VM with a local FIP becomes its FIP when it
   leaves through the external leg or when the packet was hairpinned.
 Where the gateway is (centralized, dvr_snat), stateful NAT for what has no FIP:
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 
-from kvnet.agent.plan import MARK_HAIRPIN, MARK_TO_SNAT, RouterPlan
+from kvnet.agent.plan import MARK_HAIRPIN, RouterPlan
 from kvnet.dataplane.linux.router_state import NFT_TABLE
 
 
@@ -47,8 +47,6 @@ def render_table(plan: RouterPlan) -> tuple[str | None, str]:
         to_fip.append(f"ip saddr @fip_holders ip daddr set ip daddr map @fip_in meta mark set {MARK_HAIRPIN:#x} "
                       "return")
         post.append(f"meta mark {MARK_HAIRPIN:#x} ip saddr set ip saddr map @fip_out")
-        if any(rule.fwmark == MARK_TO_SNAT for rule in plan.rules):  # a mark only where a rule reads it
-            to_fip.append(f"meta mark set {MARK_TO_SNAT:#x}")
         pre.append("ip daddr @fips jump to_fip")
     chains = [*_regular("to_fip", to_fip), *_chain("pre", "filter", "prerouting", "raw", pre),
               *_chain("post_fip", "filter", "postrouting", "srcnat - 10", post)]

@@ -100,7 +100,8 @@ def _rule_args(rule: RuleSpec) -> str:
 
 
 def _diff_rules(want: set[RuleSpec], have: set[RuleSpec], lines: list[str], changes: RouterChanges) -> None:
-    # Adds first: the `local` rule moves from priority 0 to RULE_LOCAL without a gap.
+    # Adds first: a rule moving to another priority (the kernel's `local`, back to 0 from an older
+    # layout) is never missing in between. kvnet's plans have only the kernel's three rules.
     for rule in sorted(want - have):
         lines.append(f"rule add {_rule_args(rule)}")
         changes.added["rule"] += 1

@@ -10,7 +10,7 @@ from kvnet.dataplane.linux.router_state import LegLink, RouterNs, router_ns
 def render_routers(plan: HostPlan, host_netns: str | None) -> dict[str, RouterNs]:
     out = {}
     for router in plan.routers:
-        ns = render_router(router, router_ns(host_netns, router.router_id))
+        ns = render_router(router, router_ns(host_netns, router.router_id, router.instance))
         out[ns.name] = ns
     return out
 

@@ -23,8 +23,9 @@ def router_ns_prefix(host_netns: str | None) -> str:
     return f"{host_netns}-{ROUTER_NS_MARK}" if host_netns else ROUTER_NS_MARK
 
 
-def router_ns(host_netns: str | None, router_id: str) -> str:
-    return f"{router_ns_prefix(host_netns)}{short_id(router_id)}"
+def router_ns(host_netns: str | None, router_id: str, instance: str = "") -> str:
+    """`<prefix><router short id>`, `-<instance>` appended for a router's second namespace (`fip`)."""
+    return f"{router_ns_prefix(host_netns)}{short_id(router_id)}{'-' + instance if instance else ''}"
 
 
 @dataclass(frozen=True, order=True)

@@ -7,6 +7,9 @@ Inside kv-int a frame carries its network as reg6 = the network's local VLAN (lv
 from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent back to one).
 
   table 0  CLASSIFY   in_port=<VM port>                    -> reg6=lvid, reg7=0, goto 10
+                      in_port=<VM port with a FIP on a DVR host>, dl_dst=<shared gateway MAC> (priority 110)
+                                                           -> dl_dst = the router's FIP namespace leg (`fq-`)
+                                                              MAC, then as above (kvnet.agent.routing)
                       in_port=kv-vxlan|kv-gre, tun_id=<seg> -> reg6=lvid, reg7=1, goto 20
                       in_port=<patch to kvp-nic>, dl_vlan=lvid -> strip the tag, reg6=lvid, reg7=1, goto 20
                       anything else                        -> drop (priority 0; also the canary flow
@@ -104,10 +107,18 @@ def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping
     local = _local_ports(plan, net, ofports)
     outputs = [f"output:{ofport}" for _, ofport in local]
     tag = f"reg6={lvid:#x}"
+    classify = f"load:{lvid:#x}->NXM_NX_REG6[],load:0->NXM_NX_REG7[],goto_table:{ARP}"
     for mac, ofport in local:
-        yield Flow(INT_BRIDGE, CLASSIFY, 100, f"in_port={ofport}",
-                   f"load:{lvid:#x}->NXM_NX_REG6[],load:0->NXM_NX_REG7[],goto_table:{ARP}")
+        yield Flow(INT_BRIDGE, CLASSIFY, 100, f"in_port={ofport}", classify)
         yield Flow(INT_BRIDGE, L2, 100, f"{tag},dl_dst={mac}", f"output:{ofport}")
+    leg_devices = {leg.mac: leg.device for router in plan.routers for leg in router.legs}
+    for port in plan.ports:
+        ofport = ofports.get(port.device, -1)
+        if port.network_id == net.network_id and ofport > 0:
+            for gateway, leg in port.gateway_redirects:
+                if ofports.get(leg_devices.get(leg, ""), -1) > 0:  # never towards a MAC nobody has
+                    yield Flow(INT_BRIDGE, CLASSIFY, 110, f"in_port={ofport},dl_dst={gateway}",
+                               f"mod_dl_dst:{leg},{classify}")
     uplink: list[str] = []  # flood actions towards the outside (tunnels or the physnet)
     tunnel_port = TUNNEL_PORTS.get(net.network_type)
     tunnel_ofport = ofports.get(tunnel_port or "", -1)
