@@ -16,7 +16,8 @@ from kvnet.sys.cmd import run, run_json
 
 pytestmark = pytest.mark.root
 
-PAIRS = {"kvnet-dvr": "dvr-ref", "kvnet-fip": "fip-ref", "kvnet-fip-mixed": "fip-ref", "kvnet-snat": "snat-ref"}
+PAIRS = {"kvnet-dvr": "dvr-ref", "kvnet-fip": "fip-ref", "kvnet-fip-mixed": "fip-ref", "kvnet-fip-out": "fip-out-ref",
+         "kvnet-snat": "snat-ref"}
 
 
 def test_routed_pairs_are_default_paths() -> None:

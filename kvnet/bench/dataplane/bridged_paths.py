@@ -11,6 +11,8 @@ fip-src-ref  the same, with the VM's egress through fg routed by source (`from <
           main's default to the SNAT host): how a host where VMs with and without FIP share a router is
           usually built (Neutron's DVR). Not in the default run: kvnet builds no policy rule; this path
           prices what one costs (kvnet.agent.plan)
+fip-out-ref  the reverse of fip-ref: VM -> qr -> [router: routed out of fg, source rewritten to the FIP at
+          postrouting `ip saddr set ip saddr map @fip_out`] -> fg -> [ext: br-ext, the receiver]
 snat-ref  VM -veth- [host: br-a] -veth(qr)- [router: nft nat postrouting `snat to` (conntrack)]
           -veth(qg)- [host: br-x] -veth- [ext: br-ext, the receiver]
 
@@ -108,6 +110,14 @@ def build_fip_source_routed(ns: Namespaces) -> Endpoints:
     return _fip(ns, source_routed=True)
 
 
+def build_fip_out(ns: Namespaces) -> Endpoints:
+    """The VM with the FIP sends to the internet: routed out of fg, leaving as its FIP."""
+    into_vm = _fip(ns, source_routed=False)
+    route(f"{ns.prefix}-rt", "default", "via", EXT_IP, "dev", "fg")
+    return _vm_endpoints(into_vm.receiver_ns, into_vm.sender_ns, EXT_IP, mac_of(f"{ns.prefix}-rt", "qr-b"),
+                         into_vm.host_ns, f"{NET_B}.31", receiver_dev=EXT_BRIDGE)
+
+
 def _fip(ns: Namespaces, *, source_routed: bool) -> Endpoints:
     c = Cloud.create(ns, "br-x", "br-b")
     fixed = f"{NET_B}.31"
@@ -149,5 +159,6 @@ DVR_REF = register(HandPath("dvr-ref", build_dvr, "router namespace between two 
 FIP_REF = register(HandPath("fip-ref", build_fip, "ext bridge -> fg leg, stateless nft FIP map -> bridge (by hand)"))
 FIP_SRC_REF = register(HandPath("fip-src-ref", build_fip_source_routed,
                                 "fip-ref with the FIP holder's egress routed by source (by hand)"))
+FIP_OUT_REF = register(HandPath("fip-out-ref", build_fip_out, "VM -> router, FIP source rewrite -> fg leg -> ext"))
 SNAT_REF = register(HandPath("snat-ref", build_snat, "bridge -> router, conntrack SNAT -> qg leg -> ext (by hand)"))
-DEFAULT_PATHS = (DVR_REF.name, FIP_REF.name, SNAT_REF.name)
+DEFAULT_PATHS = (DVR_REF.name, FIP_REF.name, FIP_OUT_REF.name, SNAT_REF.name)

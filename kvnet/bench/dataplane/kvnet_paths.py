@@ -14,6 +14,8 @@ each path boots only its own VMs into it:
                 (stateless nft FIP rewrite at raw prerouting) -> qr- leg -> net-b bridge -> fb@h3
     kvnet-fip-mixed  the same to mb@h4, where mc (net-a, no FIP) also lives: h4's router namespace
                 sends mc's egress to the SNAT host, its FIP namespace mb's out of fg- (no policy rule)
+    kvnet-fip-out  ob@h4 (FIP; oc beside it has none) -> its tap readdresses the gateway MAC -> h4's FIP
+                namespace (source rewritten to the FIP) -> fg- leg -> ext bridge -> br-ext in <lab>-ext
     kvnet-snat  sa@h1 (net-a, no FIP) -> h1's dvr_snat namespace (conntrack SNAT to the gateway IP)
                 -> qg- leg -> ext bridge -> ex0 -> br-ext in <lab>-ext (the receiver, counted there)
 
@@ -243,6 +245,14 @@ def _fip_endpoints(bench: RoutedBench, dst: DemoVM) -> Endpoints:
                      receiver_ns=bench.vm_ns(dst), receiver_dev=n.VM_IF, host_ns=bench.host_ns(dst.host))
 
 
+def setup_fip_out(bench: RoutedBench) -> Endpoints:
+    bench.vm("oc", "h4", "net-a", "10.1.0.34")  # no FIP: the split between the two is on ob's tap
+    src = bench.vm("ob", "h4", "net-b", "10.2.0.33")
+    add_fip(bench.client, bench.cloud, src.name)
+    return vm_sender(bench, src, EXT_SERVER_IP, receiver_ns=bench.ext_ns, receiver_dev=n.EXT_BRIDGE,
+                     host_ns=bench.host_ns(src.host))
+
+
 def setup_snat(bench: RoutedBench) -> Endpoints:
     src = bench.vm("sa", "h1", "net-a", "10.1.0.41")
     return vm_sender(bench, src, EXT_SERVER_IP, receiver_ns=bench.ext_ns, receiver_dev=n.EXT_BRIDGE,
@@ -255,6 +265,9 @@ KVNET_FIP = register(KvnetRoutedPath(
     "kvnet-fip", "fip-ref", "internet -> floating IP on the VM's host (DVR fg- leg, stateless nft)", setup_fip))
 KVNET_FIP_MIXED = register(KvnetRoutedPath(
     "kvnet-fip-mixed", "fip-ref", "kvnet-fip on a host that also has a VM without FIP", setup_fip_mixed))
+KVNET_FIP_OUT = register(KvnetRoutedPath(
+    "kvnet-fip-out", "fip-out-ref", "VM with FIP -> internet (its tap readdresses to the FIP namespace)",
+    setup_fip_out))
 KVNET_SNAT = register(KvnetRoutedPath(
     "kvnet-snat", "snat-ref", "VM without FIP -> SNAT on the network node -> internet", setup_snat))
-ROUTED_PATHS = (KVNET_DVR.name, KVNET_FIP.name, KVNET_FIP_MIXED.name, KVNET_SNAT.name)
+ROUTED_PATHS = (KVNET_DVR.name, KVNET_FIP.name, KVNET_FIP_MIXED.name, KVNET_FIP_OUT.name, KVNET_SNAT.name)
