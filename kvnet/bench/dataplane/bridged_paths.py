@@ -159,6 +159,10 @@ DVR_REF = register(HandPath("dvr-ref", build_dvr, "router namespace between two 
 FIP_REF = register(HandPath("fip-ref", build_fip, "ext bridge -> fg leg, stateless nft FIP map -> bridge (by hand)"))
 FIP_SRC_REF = register(HandPath("fip-src-ref", build_fip_source_routed,
                                 "fip-ref with the FIP holder's egress routed by source (by hand)"))
+# A/A control, not in the default run: the same construct built twice, so the ratio shows this
+# machine's noise floor for any ratio measured in the same run.
+FIP_REF_AA = register(HandPath("fip-ref-aa", build_fip, "fip-ref built a second time (noise floor of a ratio)",
+                               reference="fip-ref"))
 FIP_OUT_REF = register(HandPath("fip-out-ref", build_fip_out, "VM -> router, FIP source rewrite -> fg leg -> ext"))
 SNAT_REF = register(HandPath("snat-ref", build_snat, "bridge -> router, conntrack SNAT -> qg leg -> ext (by hand)"))
 DEFAULT_PATHS = (DVR_REF.name, FIP_REF.name, FIP_OUT_REF.name, SNAT_REF.name)

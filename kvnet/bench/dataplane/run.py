@@ -31,12 +31,12 @@ from kvnet.bench.dataplane.measure import measure
 Progress = Callable[[str], None]
 # Each kvnet path next to its hand-built reference. The bare-router references `routed`, `nat` and `snat`
 # (no bridges around the router) stay registered but are left out of the default run, which has to stay
-# under 10 minutes on 2 CPUs: dvr-ref, fip-ref and snat-ref measure the same routing and NAT inside the
-# bridges kvnet actually builds.
+# about 10 minutes on 2 CPUs: dvr-ref, fip-ref, fip-out-ref and snat-ref measure the same routing and NAT
+# inside the bridges kvnet actually builds.
 DEFAULT_PATHS = (_paths.VETH.name, _paths.BRIDGE.name, _paths.VXLAN.name,
                  _kvnet_paths.KVNET_BRIDGE.name, _kvnet_paths.KVNET_VXLAN.name,
                  *_bridged_paths.DEFAULT_PATHS, *_kvnet_paths.ROUTED_PATHS, _vf_paths.KVNET_VF.name)
-# 0, the source document's ~60 % threshold, and near saturation: keeps the default run under 10 minutes.
+# 0, the source document's ~60 % threshold, and near saturation: keeps the default run about 10 minutes.
 DEFAULT_LOADS = (0, 60, 90)
 
 
@@ -104,7 +104,7 @@ def run_and_save(paths: Sequence[str] = DEFAULT_PATHS, sizes: Sequence[int] = (6
                  *, load_sizes: Sequence[int] | None = (64,), progress: Progress | None = plain_progress,
                  dir: str = "bench/results") -> dict[str, Any]:
     """What `kvnet bench dataplane` does: run, then write dataplane.json/.md and the PNGs under `dir`;
-    returns the envelope (print it for --json). The default run takes about 8-9 minutes on 2 CPUs."""
+    returns the envelope (print it for --json). The default run takes about 10 minutes on 2 CPUs."""
     from kvnet.bench.report import save_dataplane
 
     started = time.monotonic()
