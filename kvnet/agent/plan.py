@@ -97,11 +97,15 @@ class HostPlan:
     ports: tuple[PortPlan, ...] = ()
     # Filled by later features (routers, NAT, SR-IOV VFs); drivers ignore what they do not know.
     extras: tuple[object, ...] = field(default=())
-    # Router namespaces on this host (kvnet.agent.routing): centralized, DVR, DVR+SNAT.
+    # Router namespaces on this host (kvnet.agent.routing): centralized, DVR, DVR FIP, DVR+SNAT.
     routers: tuple[RouterPlan, ...] = ()
 
     def network(self, network_id: str) -> NetworkPlan | None:
         return next((n for n in self.networks if n.network_id == network_id), None)
+
+    def router_leg_devices(self) -> dict[str, str]:
+        """MAC -> host end device of every router leg on this host."""
+        return {leg.mac: leg.device for router in self.routers for leg in router.legs}
 
 
 # -- routing (kvnet.agent.routing) -------------------------------------------------------------------

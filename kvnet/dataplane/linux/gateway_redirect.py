@@ -17,22 +17,19 @@ router pass and again after the L2 pass (`desired_redirects`).
 
 from __future__ import annotations
 
-import hashlib
-import re
-
 from kvnet.agent.plan import HostPlan
+from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.observe import tool
 from kvnet.sys.cmd import run, run_json
 
 TABLE = "kvnet"  # family netdev
-_COMMENT = re.compile(r'comment "kvnet:([0-9a-f]+)"')
 
 
 def desired_redirects(plan: HostPlan, devices: set[str]) -> dict[str, tuple[tuple[str, str], ...]]:
     """tap -> ((gateway MAC, FIP namespace leg MAC), ...) for the plan's ports whose tap exists, and
     only towards legs whose host end exists: run before the router pass (which may delete a leg) and
     after the L2 pass (which plugs a new one), no frame is ever readdressed to a MAC nobody has."""
-    leg_devices = {leg.mac: leg.device for router in plan.routers for leg in router.legs}
+    leg_devices = plan.router_leg_devices()
     out = {}
     for port in plan.ports:
         pairs = tuple(pair for pair in port.gateway_redirects if leg_devices.get(pair[1]) in devices)
@@ -51,52 +48,38 @@ def render_table(redirects: dict[str, tuple[tuple[str, str], ...]]) -> tuple[str
                   f'    type filter hook ingress device "{device}" priority filter; policy accept;',
                   *(f"    ether daddr {gateway} ether daddr set {leg}" for gateway, leg in pairs), "  }"]
     body = "\n".join(lines)
-    return hashlib.sha256(body.encode()).hexdigest()[:16], body
+    return nft_table.digest(body), body
 
 
 def table_script(digest: str | None, body: str) -> str:
     """Replace the table in one transaction (or just delete it when nothing needs it)."""
-    script = f"table netdev {TABLE} {{}}\ndelete table netdev {TABLE}\n"
-    if digest is not None:
-        script += f'table netdev {TABLE} {{\n  comment "kvnet:{digest}"\n{body}\n}}\n'
-    return script
+    return nft_table.replace_script("netdev", TABLE, digest, body)
 
 
-def observe_digest(host_netns: str | None) -> str | None:
-    """The digest in the table's comment; None when there is no table ("" for one without kvnet's comment)."""
-    listing = run(["nft", "list", "table", "netdev", TABLE], netns=host_netns, check=False)
-    if listing.returncode != 0:
-        return None
-    match = _COMMENT.search(listing.stdout)
-    return match.group(1) if match else ""
-
-
-def existing_devices(host_netns: str | None) -> set[str]:
-    return {row["ifname"] for row in run_json([*tool("ip", host_netns), "-j", "link", "show"])}
-
-
-def plan_redirects(plan: HostPlan, host_netns: str | None) -> str | None:
-    """The nft script the next pass would run, or None when the table is as it should be."""
-    wanted = desired_redirects(plan, existing_devices(host_netns)) if any(p.gateway_redirects for p in plan.ports) \
-        else {}
+def plan_redirects(plan: HostPlan, host_netns: str | None) -> tuple[str | None, str] | None:
+    """(desired digest, the nft script) for the next pass, or None when the table is as it should be."""
+    wanted = {}
+    if any(p.gateway_redirects for p in plan.ports):  # the link listing only where a tap may need a chain
+        devices = {row["ifname"] for row in run_json([*tool("ip", host_netns), "-j", "link", "show"])}
+        wanted = desired_redirects(plan, devices)
     digest, body = render_table(wanted)
-    if observe_digest(host_netns) == digest:
+    if nft_table.observe_digest("netdev", TABLE, host_netns) == digest:
         return None
-    return table_script(digest, body)
+    return digest, table_script(digest, body)
 
 
 def pending(plan: HostPlan, host_netns: str | None) -> tuple[int, int]:
     """(stale, all) changes: the table replaced counts one; one that should not exist also counts stale."""
-    script = plan_redirects(plan, host_netns)
-    if script is None:
+    change = plan_redirects(plan, host_netns)
+    if change is None:
         return 0, 0
-    return (0 if "comment" in script else 1), 1
+    return (1 if change[0] is None else 0), 1
 
 
 def reconcile_gateway_redirects(plan: HostPlan, host_netns: str | None) -> tuple[bool, list[str]]:
     """(changed, errors)."""
-    script = plan_redirects(plan, host_netns)
-    if script is None:
+    change = plan_redirects(plan, host_netns)
+    if change is None:
         return False, []
-    proc = run(["nft", "-f", "-"], netns=host_netns, input=script, check=False)
+    proc = run(["nft", "-f", "-"], netns=host_netns, input=change[1], check=False)
     return True, [] if proc.returncode == 0 else [f"nft (gateway redirects): {proc.stderr.strip()[:2000]}"]

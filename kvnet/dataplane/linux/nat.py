@@ -21,9 +21,8 @@ without a gateway here) has no table at all: no nft hook runs for its packets.
 
 from __future__ import annotations
 
-import hashlib
-
 from kvnet.agent.plan import MARK_HAIRPIN, RouterPlan
+from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.router_state import NFT_TABLE
 
 
@@ -68,8 +67,8 @@ def render_table(plan: RouterPlan) -> tuple[str | None, str]:
              *_set("ext_in", "ipv4_addr : ipv4_addr", [f"{f.floating_ip} : {f.fixed_ip}" for f in local]),
              *_set("fip_out", "ipv4_addr : ipv4_addr", [f"{f.fixed_ip} : {f.floating_ip}" for f in local]),
              *chains]
-    digest = hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
-    return digest, "\n".join(lines)
+    body = "\n".join(lines)
+    return nft_table.digest(body), body
 
 
 def _chain(name: str, type_: str, hook: str, priority: str, rules: list[str]) -> list[str]:
@@ -84,11 +83,6 @@ def _regular(name: str, rules: list[str]) -> list[str]:
     return [f"  chain {name} {{", *(f"    {rule}" for rule in rules), "  }"] if rules else []
 
 
-def table_script(digest: str, body: str) -> str:
-    """One nft transaction that replaces the table atomically: no packet ever sees it half-written."""
-    return (f"table ip {NFT_TABLE} {{}}\ndelete table ip {NFT_TABLE}\n"
-            f"table ip {NFT_TABLE} {{\n  comment \"kvnet:{digest}\"\n{body}\n}}\n")
-
-
-def delete_script() -> str:
-    return f"table ip {NFT_TABLE} {{}}\ndelete table ip {NFT_TABLE}\n"
+def table_script(digest: str | None, body: str) -> str:
+    """Replace the router namespace's table in one transaction, or delete it (digest None)."""
+    return nft_table.replace_script("ip", NFT_TABLE, digest, body)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import TypeVar
 
 from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec
-from kvnet.dataplane.linux.nat import delete_script, table_script
+from kvnet.dataplane.linux.nat import table_script
 from kvnet.dataplane.linux.router_state import ROUTE_PROTO, LegLink, RouterNs
 
 T = TypeVar("T")
@@ -89,7 +89,7 @@ def _diff_ns(want: RouterNs, have: RouterNs, changes: RouterChanges) -> None:
     if lines:
         changes.ns_lines[want.name] = lines
     if want.nft_digest != have.nft_digest:
-        changes.nft[want.name] = table_script(want.nft_digest, want.nft_text) if want.nft_digest else delete_script()
+        changes.nft[want.name] = table_script(want.nft_digest, want.nft_text)
         (changes.changed if have.nft_digest else changes.added)["nat"] += 1
 
 

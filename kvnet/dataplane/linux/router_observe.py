@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec
+from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.router_state import NFT_TABLE, ROUTE_PROTO, LegLink, RouterNs, router_ns_prefix
 from kvnet.sys import netns
-from kvnet.sys.cmd import CommandError, run, run_json
+from kvnet.sys.cmd import CommandError, run_json
 
 MAIN_TABLE = 254
-_COMMENT = re.compile(r'comment "kvnet:([0-9a-f]+)"')
 
 
 def router_namespaces(host_netns: str | None) -> list[str]:
@@ -42,10 +41,7 @@ def observe_router(name: str) -> RouterNs:
     ns.rules = {parse_rule(r) for r in run_json(["ip", "-n", name, "-j", "rule", "show"])}
     ns.neighbours = {NeighSpec(r["dev"], r["dst"], r["lladdr"])
                      for r in run_json(["ip", "-n", name, "-j", "neigh", "show", "nud", "permanent"]) if "lladdr" in r}
-    listing = run(["nft", "list", "table", "ip", NFT_TABLE], netns=name, check=False)
-    if listing.returncode == 0:
-        match = _COMMENT.search(listing.stdout)
-        ns.nft_digest = match.group(1) if match else ""
+    ns.nft_digest = nft_table.observe_digest("ip", NFT_TABLE, name)
     return ns
 
 

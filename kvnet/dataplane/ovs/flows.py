@@ -111,7 +111,7 @@ def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping
     for mac, ofport in local:
         yield Flow(INT_BRIDGE, CLASSIFY, 100, f"in_port={ofport}", classify)
         yield Flow(INT_BRIDGE, L2, 100, f"{tag},dl_dst={mac}", f"output:{ofport}")
-    leg_devices = {leg.mac: leg.device for router in plan.routers for leg in router.legs}
+    leg_devices = plan.router_leg_devices()
     for port in plan.ports:
         ofport = ofports.get(port.device, -1)
         if port.network_id == net.network_id and ofport > 0:
