@@ -121,6 +121,7 @@ class RoutingView:
                 for fixed in port.fixed_ips:
                     if fixed.subnet_id and fixed.ip_address:
                         self.vm_ports_by_subnet[fixed.subnet_id].append((port, fixed.ip_address))
+        self.fips_by_router = self._fips_by_router()
         self.placements = {r.id: self._placement(r) for r in model.routers.values()}
 
     # -- model lookups ------------------------------------------------------------------------------
@@ -169,12 +170,17 @@ class RoutingView:
         return Placement(snat_host, frozenset(h for h in hosts if h))
 
     def fips(self, router_id: str) -> list[tuple[FloatingIP, Port]]:
-        out = []
+        return self.fips_by_router.get(router_id, [])
+
+    def _fips_by_router(self) -> dict[str, list[tuple[FloatingIP, Port]]]:
+        """Each router's floating IPs with their ports, sorted by address: one pass over the model's FIPs
+        (compile asks for them per router and host several times)."""
+        out: dict[str, list[tuple[FloatingIP, Port]]] = defaultdict(list)
         for fip in self.model.floatingips.values():
             port = self.model.ports.get(fip.port_id or "")
-            if fip.router_id == router_id and fip.floating_ip_address and fip.fixed_ip_address and port:
-                out.append((fip, port))
-        return sorted(out, key=lambda pair: pair[0].floating_ip_address or "")
+            if fip.router_id and fip.floating_ip_address and fip.fixed_ip_address and port:
+                out[fip.router_id].append((fip, port))
+        return {rid: sorted(pairs, key=lambda pair: pair[0].floating_ip_address or "") for rid, pairs in out.items()}
 
     # -- ports for L2 ----------------------------------------------------------------------------------
     def bound_ports(self) -> list[Port]:
@@ -218,8 +224,7 @@ class RoutingView:
                 for fixed in port.fixed_ips:
                     iface = by_subnet.get(fixed.subnet_id or "")
                     if iface and fixed.ip_address == fip.fixed_ip_address:
-                        out[port.id].add((iface.port.mac_address or "", self._fip_ns_leg_port(iface, host).mac_address
-                                          or ""))
+                        out[port.id].add((iface.port.mac_address or "", _fip_ns_leg_mac(iface, host)))
         return {port_id: tuple(sorted(pairs)) for port_id, pairs in out.items()}
 
     def _snat_leg_port(self, iface: Interface, host: str) -> Port:
@@ -236,7 +241,7 @@ class RoutingView:
 
     def _fip_ns_leg_port(self, iface: Interface, host: str) -> Port:
         return Port(id=virtual_port_id(iface.port.id, host, "fq"), network_id=iface.network.id,
-                    mac_address=derived_mac("fq", iface.port.id, host), binding_host=host,
+                    mac_address=_fip_ns_leg_mac(iface, host), binding_host=host,
                     device_owner=ROUTER_FIP_NS_LEG, device_id=iface.port.device_id)
 
     def _has_fip_namespace(self, router: Router, host: str) -> bool:
@@ -339,6 +344,10 @@ class RoutingView:
         return RouterPlan(router_id=router.id, role="dvr_fip", instance=FIP_INSTANCE, legs=tuple(sorted(legs)),
                           routes=tuple(sorted(routes)), rules=DEFAULT_RULES,
                           neighbours=tuple(sorted(set(neighbours))), external_leg=fg, fips=fips)
+
+
+def _fip_ns_leg_mac(iface: Interface, host: str) -> str:
+    return derived_mac("fq", iface.port.id, host)
 
 
 def _fip_ns_leg_name(iface: Interface) -> str:
