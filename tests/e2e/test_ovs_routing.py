@@ -7,21 +7,17 @@ gateway IP, and the shared DVR gateway MAC kept off the tunnels."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import pytest
 
-from kvnet.client import Client
 from kvnet.dataplane.linux.router_state import router_ns_prefix
 from kvnet.dataplane.ovs.state import INT_BRIDGE
-from kvnet.lab import control, ovs
 from kvnet.lab import names as n
-from kvnet.lab.demo import DemoVM, boot_vm
+from kvnet.lab import ovs
+from kvnet.lab.demo import DemoVM
 from kvnet.lab.demo_routing import (
     EXT_GATEWAY,
-    RoutedCloud,
-    add_fip,
-    build_routed_cloud,
     east_west_via,
     ext_capture,
     ext_ping_until,
@@ -29,10 +25,9 @@ from kvnet.lab.demo_routing import (
     vm_capture,
     wait_converged,
 )
-from kvnet.lab.lab import Lab
 from kvnet.lab.probe import UnderlayCapture, ping, ping_until
 from kvnet.lab.spec import LabSpec, default_spec
-from kvnet.lab.testing import running_lab, unique_lab_name
+from kvnet.lab.testing import Routed, routed_lab, unique_lab_name
 from kvnet.sys import netns
 from kvnet.sys.cmd import run
 
@@ -46,15 +41,6 @@ VMS = (DemoVM("a1", "h2", "net-a", "10.1.0.11"), DemoVM("b1", "h3", "net-b", "10
 WITH_FIP = ("a1", "b1", "b2")
 
 
-@dataclass
-class Routed:
-    lab: Lab
-    client: Client
-    mode: str
-    cloud: RoutedCloud
-    fips: dict[str, str] = field(default_factory=dict)
-
-
 def spec() -> LabSpec:
     base = default_spec(unique_lab_name(), 3)
     return LabSpec(base.name, tuple(replace(h, dataplane=DATAPLANES[h.name]) for h in base.hosts))  # type: ignore[arg-type]
@@ -62,12 +48,7 @@ def spec() -> LabSpec:
 
 @pytest.fixture(scope="module", params=["centralized", "distributed"])
 def routed(request: pytest.FixtureRequest) -> Iterator[Routed]:
-    with running_lab(spec(), control_plane=True) as lab, Client(control.server_url(lab)) as client:
-        cloud = build_routed_cloud(client, request.param)
-        for vm in VMS:
-            boot_vm(lab, client, vm)
-        r = Routed(lab, client, request.param, cloud)
-        r.fips = {vm: add_fip(client, cloud, vm) for vm in WITH_FIP}
+    with routed_lab(request.param, VMS, WITH_FIP, spec()) as r:
         yield r
 
 

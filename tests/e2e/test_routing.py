@@ -7,21 +7,16 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
 from kvnet.agent.plan import port_device_name
-from kvnet.client import Client
 from kvnet.dataplane.linux.router_state import router_ns_prefix
-from kvnet.lab import control
 from kvnet.lab import names as n
 from kvnet.lab.demo import DemoVM, boot_vm, ping_matrix
 from kvnet.lab.demo_routing import (
     EXT_GATEWAY,
-    RoutedCloud,
     add_fip,
-    build_routed_cloud,
     east_west_via,
     ext_capture,
     ext_ping_until,
@@ -29,9 +24,8 @@ from kvnet.lab.demo_routing import (
     vm_capture,
     wait_converged,
 )
-from kvnet.lab.lab import Lab
 from kvnet.lab.probe import ping, ping_until
-from kvnet.lab.testing import running_lab
+from kvnet.lab.testing import Routed, routed_lab
 from kvnet.lab.vm import delete_vm
 from kvnet.sys import netns
 from kvnet.sys.cmd import run, run_json
@@ -41,24 +35,13 @@ DEADLINE_S = 5.0
 NETWORK_NODE = "h1"
 
 
-@dataclass
-class Routed:
-    lab: Lab
-    client: Client
-    mode: str
-    cloud: RoutedCloud
-    fips: dict[str, str] = field(default_factory=dict)
+VMS = (DemoVM("a1", "h2", "net-a", "10.1.0.11"), DemoVM("b1", "h3", "net-b", "10.2.0.11"),
+       DemoVM("b2", "h2", "net-b", "10.2.0.12"), DemoVM("a2", "h3", "net-a", "10.1.0.12"))
 
 
 @pytest.fixture(scope="module", params=["centralized", "distributed"])
 def routed(request: pytest.FixtureRequest) -> Iterator[Routed]:
-    with running_lab(hosts=3, control_plane=True) as lab, Client(control.server_url(lab)) as client:
-        cloud = build_routed_cloud(client, request.param)
-        for vm in (DemoVM("a1", "h2", "net-a", "10.1.0.11"), DemoVM("b1", "h3", "net-b", "10.2.0.11"),
-                   DemoVM("b2", "h2", "net-b", "10.2.0.12"), DemoVM("a2", "h3", "net-a", "10.1.0.12")):
-            boot_vm(lab, client, vm)
-        r = Routed(lab, client, request.param, cloud)
-        r.fips = {vm: add_fip(client, cloud, vm) for vm in ("a1", "b1", "b2")}
+    with routed_lab(request.param, VMS, with_fip=("a1", "b1", "b2")) as r:
         yield r
 
 
