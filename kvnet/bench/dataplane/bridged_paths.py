@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from kvnet.bench.dataplane.base import Endpoints, Namespaces, addr, mac_of, register, route
 from kvnet.bench.dataplane.paths import HandPath, _bridge, _enslave
+from kvnet.dataplane.linux.gateway_redirect import render_table, table_script
 from kvnet.sys.cmd import run
 from kvnet.sys.netns import add_veth
 
@@ -142,6 +143,14 @@ def _fip(ns: Namespaces, *, source_routed: bool) -> Endpoints:
                      dst_mac=fg_mac, dst_ip=FLOATING_IP, receiver_ns=r, receiver_dev="eth0", host_ns=c.host)
 
 
+def _with_tap_rewrite(ep: Endpoints) -> Endpoints:
+    """kvnet's netdev ingress chain on the sending VM's tap, rewriting its gateway MAC (to itself: the
+    same work per frame as kvnet's readdressing to a FIP namespace, on an unchanged path)."""
+    digest, body = render_table({"t-r": ((ep.dst_mac, ep.dst_mac),)})
+    run(["nft", "-f", "-"], netns=ep.host_ns, input=table_script(digest, body))
+    return ep
+
+
 def build_snat(ns: Namespaces) -> Endpoints:
     """The network node's gateway leg qg on the external bridge; conntrack SNAT to its address."""
     c = Cloud.create(ns, "br-a", "br-x")
@@ -164,5 +173,8 @@ FIP_SRC_REF = register(HandPath("fip-src-ref", build_fip_source_routed,
 FIP_REF_AA = register(HandPath("fip-ref-aa", build_fip, "fip-ref built a second time (noise floor of a ratio)",
                                reference="fip-ref"))
 FIP_OUT_REF = register(HandPath("fip-out-ref", build_fip_out, "VM -> router, FIP source rewrite -> fg leg -> ext"))
+FIP_OUT_TAP_REF = register(HandPath("fip-out-tap-ref", lambda ns: _with_tap_rewrite(build_fip_out(ns)),
+                                    "fip-out-ref + kvnet's gateway-MAC rewrite chain on the VM's tap (prices it)",
+                                    reference="fip-out-ref"))
 SNAT_REF = register(HandPath("snat-ref", build_snat, "bridge -> router, conntrack SNAT -> qg leg -> ext (by hand)"))
 DEFAULT_PATHS = (DVR_REF.name, FIP_REF.name, FIP_OUT_REF.name, SNAT_REF.name)
