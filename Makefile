@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.kvnet-setup
-APT_PACKAGES := iproute2 nftables iptables tcpdump iputils-ping iperf3 hping3 netsniff-ng ethtool procps kmod \
+APT_PACKAGES := iproute2 nftables iptables tcpdump iputils-ping iputils-arping iperf3 hping3 netsniff-ng ethtool procps kmod \
 	libvirt-clients libxml2-utils openvswitch-switch etcd-server etcd-client \
 	qemu-system-x86 busybox-static cpio
 

@@ -25,7 +25,7 @@ from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
 from kvnet.agent.plan import HostPlan
 from kvnet.client import Client
-from kvnet.dataplane.linux import LinuxDriver, gateway_redirect
+from kvnet.dataplane.linux import LinuxDriver, gateway_redirect, pinned_fdb
 from kvnet.dataplane.linux.router import RouterDriver
 from kvnet.dataplane.ovs import OvsDriver
 from kvnet.lab import control
@@ -137,7 +137,9 @@ def _linux_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:
     ns = n.host_ns(lab.name, host)
     l2 = LinuxDriver(ns).plan_changes(plan)
     redirect_stale, redirect_total = gateway_redirect.pending(plan, ns)
-    return sum(l2.counts()["removed"].values()) + redirect_stale, len(l2) + redirect_total
+    pin_stale, pin_total = pinned_fdb.pending(plan, ns)
+    return (sum(l2.counts()["removed"].values()) + redirect_stale + pin_stale,
+            len(l2) + redirect_total + pin_total)
 
 
 def _ovs_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:

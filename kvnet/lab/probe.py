@@ -47,6 +47,15 @@ def ping(lab: Lab, vm: str, ip: str, count: int = 1, timeout: float = 1, size: i
     return proc.returncode == 0
 
 
+def arp_replies(lab: Lab, vm: str, ip: str, count: int, deadline_s: float = 4) -> list[str]:
+    """The replier's MAC of each answer `vm` gets to `count` ARP requests for `ip`. arping (iputils)
+    broadcasts until the first answer, then asks that MAC by unicast, as a guest re-checking a cached
+    neighbour does."""
+    argv = ["arping", "-c", str(count), "-w", str(math.ceil(deadline_s)), "-I", "eth0", ip]  # one per second
+    proc = run(argv, netns=_vm_ns(lab, vm), check=False, timeout=deadline_s + 5)
+    return [mac.lower() for mac in re.findall(r"reply from \S+ \[([0-9A-Fa-f:]+)\]", proc.stdout)]
+
+
 def ping_until(lab: Lab, vm: str, ip: str, deadline_s: float) -> float | None:
     """Milliseconds from now until `vm` gets its first echo reply from `ip`; None if none by the deadline.
 

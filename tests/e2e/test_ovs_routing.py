@@ -2,7 +2,7 @@
 run OVS, h3 runs Linux. The same router pass builds the router namespaces on both kinds of host; on an OVS
 host the legs' host ends are kv-int ports. Real packets: east-west across subnets and hosts (through the
 network node only when centralized), the internet -> floating IPs, VMs without FIP leaving as the router's
-gateway IP, and the shared DVR gateway MAC kept off the tunnels."""
+gateway IP, the gateway answering ARP, and the shared DVR gateway MAC kept off the tunnels."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from kvnet.lab.demo_routing import (
     vm_capture,
     wait_converged,
 )
-from kvnet.lab.probe import UnderlayCapture, ping, ping_until
+from kvnet.lab.probe import UnderlayCapture, arp_replies, ping, ping_until
 from kvnet.lab.spec import LabSpec, default_spec
 from kvnet.lab.testing import Routed, routed_lab, unique_lab_name
 from kvnet.sys import netns
@@ -89,6 +89,15 @@ def test_a_vm_without_fip_leaves_as_the_router_gateway_ip(routed: Routed, vm: st
     with ext_capture(routed.lab, f"icmp and dst host {EXT_GATEWAY}") as cap:
         assert ping(routed.lab, vm, EXT_GATEWAY, count=3)
     assert sources(cap) == [routed.cloud.gateway_ip]
+
+
+@pytest.mark.parametrize("vm", ["a1", "a2"], ids=["fip_holder", "without_fip"])
+def test_a_vm_on_ovs_gets_its_gateway_answered_by_broadcast_and_by_unicast_arp(routed: Routed, vm: str) -> None:
+    """The holder's redirect flow takes IPv4 only: a unicast ARP check of the gateway reaches the leg
+    that holds the gateway IP."""
+    gateway = routed.client.find("subnets", "net-a-sub")["gateway_ip"]
+    replies = arp_replies(routed.lab, vm, gateway, count=2)  # the first broadcast, the second unicast
+    assert len(replies) == 2 and len(set(replies)) == 1, replies
 
 
 def test_the_dvr_gateway_mac_is_never_flooded_into_the_tunnels(routed: Routed) -> None:

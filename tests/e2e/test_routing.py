@@ -24,7 +24,7 @@ from kvnet.lab.demo_routing import (
     vm_capture,
     wait_converged,
 )
-from kvnet.lab.probe import ping, ping_until
+from kvnet.lab.probe import arp_replies, ping, ping_until
 from kvnet.lab.testing import Routed, routed_lab
 from kvnet.lab.vm import delete_vm
 from kvnet.sys import netns
@@ -74,7 +74,8 @@ def test_external_reaches_every_fip_and_a_fip_vm_leaves_as_its_fip(routed: Route
 def test_no_policy_rule_anywhere_and_only_fip_holders_taps_are_readdressed(routed: Routed) -> None:
     """Any rule beyond the kernel's three would cost every packet the merged FIB lookup. Distributed: h3
     has b1 (FIP) and a2 (none) on one router; b1's tap sends its frames for the gateway to the router's
-    FIP namespace there, a2's frames reach the router's own namespace untouched."""
+    FIP namespace there (past the bridge, so its MAC is pinned), a2's reach the router's own namespace
+    untouched."""
     assert wait_converged(routed.lab, routed.client) == (0, 0)
     lab = routed.lab
     kernel = [(0, "all", "local"), (32766, "all", "main"), (32767, "all", "default")]
@@ -90,11 +91,27 @@ def test_no_policy_rule_anywhere_and_only_fip_holders_taps_are_readdressed(route
     def tap(vm: str) -> str:
         return port_device_name(routed.client.find("ports", vm)["id"])
 
+    def pinned_taps(host: str) -> set[str]:
+        """VM taps with a static FDB entry: their frames for the gateway pass the bridge by."""
+        taps = {tap(vm.name) for vm in VMS}
+        rows = run_json(["bridge", "-j", "fdb", "show"], netns=n.host_ns(lab.name, host))
+        return {r["ifname"] for r in rows if r.get("ifname") in taps and r.get("state") == "static"}
+
     if routed.mode == "centralized":
-        assert {h: readdressed_taps(h) for h in lab.hosts()} == {h: set() for h in lab.hosts()}
+        assert {h: readdressed_taps(h) | pinned_taps(h) for h in lab.hosts()} == {h: set() for h in lab.hosts()}
     else:
         assert {h: len(found) for h, found in namespaces.items()} == {"h1": 1, "h2": 2, "h3": 2}
-        assert readdressed_taps("h3") == {tap("b1")} and readdressed_taps("h2") == {tap("a1"), tap("b2")}
+        assert readdressed_taps("h3") == pinned_taps("h3") == {tap("b1")}
+        assert readdressed_taps("h2") == pinned_taps("h2") == {tap("a1"), tap("b2")}
+
+
+@pytest.mark.parametrize("vm", ["b1", "a2"], ids=["fip_holder", "without_fip"])
+def test_a_vm_gets_its_gateway_answered_by_broadcast_and_by_unicast_arp(routed: Routed, vm: str) -> None:
+    """Guests re-check a cached gateway by unicast ARP to its MAC: readdressing a FIP holder's frames
+    must leave ARP alone, or that check goes to a leg without the gateway IP and is never answered."""
+    gateway = routed.client.find("subnets", f"net-{vm[0]}-sub")["gateway_ip"]
+    replies = arp_replies(routed.lab, vm, gateway, count=2)  # the first broadcast, the second unicast
+    assert len(replies) == 2 and len(set(replies)) == 1, replies
 
 
 def test_a_vm_without_fip_leaves_as_the_router_gateway_ip(routed: Routed) -> None:

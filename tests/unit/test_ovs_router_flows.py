@@ -43,8 +43,8 @@ def test_a_fip_holders_frames_for_the_gateway_go_to_the_fip_namespace_leg() -> N
     assert not any(f.table == 0 and f.priority == 110 for f in render_flows(plan, {"net-a": 1}, OFPORTS))  # no fq-
     flows = render_flows(plan, {"net-a": 1}, {**OFPORTS, "kvt-fq": 7})
     redirect = [f for f in flows if f.table == 0 and f.priority == 110]
-    assert [(f.match, f.actions.split(",")[0]) for f in redirect] == [(f"in_port=5,dl_dst={GW_MAC}",
+    assert [(f.match, f.actions.split(",")[0]) for f in redirect] == [(f"ip,in_port=5,dl_dst={GW_MAC}",
                                                                        f"mod_dl_dst:{fq_mac}")]
-    plain = next(f for f in flows if f.table == 0 and f.match == "in_port=5")
+    plain = next(f for f in flows if f.table == 0 and f.match == "in_port=5")  # ARP among the rest
     assert redirect[0].actions.endswith(plain.actions)  # then classified like any frame of the port
     assert not any(f.priority == 110 for f in render_flows(PLAN, {"net-a": 1}, OFPORTS) if f.table == 0)

@@ -7,7 +7,6 @@ from kvnet.agent.plan import FloatingIPNat, NeighSpec, RouterLeg, RouterPlan, Ro
 from kvnet.dataplane.linux.garp import garp_frame
 from kvnet.dataplane.linux.nat import render_table
 from kvnet.dataplane.linux.router_diff import diff_routers
-from kvnet.dataplane.linux.router_fdb import diff_leg_fdb
 from kvnet.dataplane.linux.router_render import render_router
 from kvnet.dataplane.linux.router_state import RouterNs, router_ns
 
@@ -95,12 +94,6 @@ def test_objects_the_plan_no_longer_has_are_deleted_and_counted_as_stale() -> No
     assert "route del 10.9.0.0/24 table 254 proto 107" in lines
     assert changes.delete_ns == ["ns-old"]
     assert changes.stale_objects({"ns1": have, "ns-old": RouterNs("ns-old", rules={RuleSpec(1, "main")})}) == 5
-
-
-def test_leg_macs_pinned_and_wrong_ones_removed() -> None:
-    changes = diff_leg_fdb({("kvt-1", "aa:00:00:00:00:01")}, {("kvt-1", "aa:00:00:00:00:09"), ("kvt-7", "x")})
-    assert changes.lines() == ["fdb del aa:00:00:00:00:09 dev kvt-1 master",
-                               "fdb replace aa:00:00:00:00:01 dev kvt-1 master static"]
 
 
 def test_gratuitous_arp_frame() -> None:

@@ -13,6 +13,9 @@ fip-src-ref  the same, with the VM's egress through fg routed by source (`from <
           prices what one costs (kvnet.agent.plan)
 fip-out-ref  the reverse of fip-ref: VM -> qr -> [router: routed out of fg, source rewritten to the FIP at
           postrouting `ip saddr set ip saddr map @fip_out`] -> fg -> [ext: br-ext, the receiver]
+fip-out-tap-ref / fip-out-hook-ref  fip-out-ref with kvnet's gateway redirect chain on the VM's tap
+          (to the same leg), and with a chain that never matches: what kvnet's chain and the hook alone
+          cost. Not in the default run
 snat-ref  VM -veth- [host: br-a] -veth(qr)- [router: nft nat postrouting `snat to` (conntrack)]
           -veth(qg)- [host: br-x] -veth- [ext: br-ext, the receiver]
 
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 
 from kvnet.bench.dataplane.base import Endpoints, Namespaces, addr, mac_of, register, route
 from kvnet.bench.dataplane.paths import HandPath, _bridge, _enslave
-from kvnet.dataplane.linux.gateway_redirect import render_table, table_script
+from kvnet.dataplane.linux.gateway_redirect import Redirect, render_table, table_script
 from kvnet.sys.cmd import run
 from kvnet.sys.netns import add_veth
 
@@ -143,12 +146,25 @@ def _fip(ns: Namespaces, *, source_routed: bool) -> Endpoints:
                      dst_mac=fg_mac, dst_ip=FLOATING_IP, receiver_ns=r, receiver_dev="eth0", host_ns=c.host)
 
 
-def _with_tap_rewrite(ep: Endpoints) -> Endpoints:
-    """kvnet's netdev ingress chain on the sending VM's tap, rewriting its gateway MAC (to itself: the
-    same work per frame as kvnet's readdressing to a FIP namespace, on an unchanged path)."""
-    digest, body = render_table({"t-r": ((ep.dst_mac, ep.dst_mac),)})
+def _with_tap_chain(ep: Endpoints, redirect: Redirect) -> Endpoints:
+    """kvnet's netdev ingress chain for `redirect` on the sending VM's tap."""
+    digest, body = render_table({"t-r": (redirect,)})
     run(["nft", "-f", "-"], netns=ep.host_ns, input=table_script(digest, body))
     return ep
+
+
+def build_fip_out_tap(ns: Namespaces) -> Endpoints:
+    """fip-out-ref with kvnet's chain on the VM's tap, readdressing the gateway MAC to itself and
+    forwarding to the router leg's host end: the same work per frame as kvnet's readdressing to a FIP
+    namespace, on an unchanged path."""
+    ep = build_fip_out(ns)
+    return _with_tap_chain(ep, Redirect(ep.dst_mac, ep.dst_mac, "l-qr-b"))
+
+
+def build_fip_out_hook(ns: Namespaces) -> Endpoints:
+    """fip-out-ref with a chain on the VM's tap whose rule never matches: what the hook alone costs."""
+    never = "02:00:00:00:00:01"
+    return _with_tap_chain(build_fip_out(ns), Redirect(never, never, "l-qr-b"))
 
 
 def build_snat(ns: Namespaces) -> Endpoints:
@@ -173,8 +189,11 @@ FIP_SRC_REF = register(HandPath("fip-src-ref", build_fip_source_routed,
 FIP_REF_AA = register(HandPath("fip-ref-aa", build_fip, "fip-ref built a second time (noise floor of a ratio)",
                                reference="fip-ref"))
 FIP_OUT_REF = register(HandPath("fip-out-ref", build_fip_out, "VM -> router, FIP source rewrite -> fg leg -> ext"))
-FIP_OUT_TAP_REF = register(HandPath("fip-out-tap-ref", lambda ns: _with_tap_rewrite(build_fip_out(ns)),
-                                    "fip-out-ref + kvnet's gateway-MAC rewrite chain on the VM's tap (prices it)",
+FIP_OUT_TAP_REF = register(HandPath("fip-out-tap-ref", build_fip_out_tap,
+                                    "fip-out-ref + kvnet's gateway redirect chain on the VM's tap (prices it)",
                                     reference="fip-out-ref"))
+FIP_OUT_HOOK_REF = register(HandPath("fip-out-hook-ref", build_fip_out_hook,
+                                     "fip-out-ref + a tap chain that never matches (prices the hook)",
+                                     reference="fip-out-ref"))
 SNAT_REF = register(HandPath("snat-ref", build_snat, "bridge -> router, conntrack SNAT -> qg leg -> ext (by hand)"))
 DEFAULT_PATHS = (DVR_REF.name, FIP_REF.name, FIP_OUT_REF.name, SNAT_REF.name)

@@ -14,9 +14,9 @@ from kvnet.dataplane.linux.apply import apply
 from kvnet.dataplane.linux.diff import ChangeSet, diff
 from kvnet.dataplane.linux.gateway_redirect import reconcile_gateway_redirects
 from kvnet.dataplane.linux.observe import observe
+from kvnet.dataplane.linux.pinned_fdb import reconcile_pins
 from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode, render
 from kvnet.dataplane.linux.router import RouterDriver
-from kvnet.dataplane.linux.router_fdb import reconcile_leg_fdb
 
 
 class LinuxDriver:
@@ -37,7 +37,7 @@ class LinuxDriver:
         errors += router_errors
         changes = self.plan_changes(plan)
         errors += apply(changes, self.netns)
-        errors += reconcile_leg_fdb(plan, self.netns)[1]  # the legs' MACs pinned on their bridges
+        errors += reconcile_pins(plan, self.netns)[1]  # legs' and FIP holders' MACs pinned on their bridges
         # ... and starts once the L2 pass has plugged a new one (and the tap).
         readdressed, redirect_errors = reconcile_gateway_redirects(plan, self.netns)
         redirected |= readdressed

@@ -7,7 +7,7 @@ machine never see each other's routers. An agent started with `ip netns exec` le
 Shared by both host dataplanes: the Linux driver and the OVS driver each run this same pass first
 (namespaces, veth legs, addresses, routes, rules, neighbours, nft), then plug the legs' host ends
 (`kvt-<id>`) like VM taps in their own L2 pass -- a bridge port with its MAC pinned as a static FDB
-entry (`router_fdb.py`), or an OVS port on kv-int whose flows keep the shared DVR gateway MAC off the
+entry (`pinned_fdb.py`), or an OVS port on kv-int whose flows keep the shared DVR gateway MAC off the
 tunnels (`kvnet.dataplane.ovs.flows`) -- and call `after_l2` last.
 """
 

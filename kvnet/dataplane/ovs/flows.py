@@ -116,8 +116,10 @@ def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping
         ofport = ofports.get(port.device, -1)
         if port.network_id == net.network_id and ofport > 0:
             for gateway, leg in port.gateway_redirects:
-                if ofports.get(leg_devices.get(leg, ""), -1) > 0:  # never towards a MAC nobody has
-                    yield Flow(INT_BRIDGE, CLASSIFY, 110, f"in_port={ofport},dl_dst={gateway}",
+                # IPv4 only (ARP for the gateway IP must reach the leg that has it); never towards
+                # a MAC nobody has.
+                if ofports.get(leg_devices.get(leg, ""), -1) > 0:
+                    yield Flow(INT_BRIDGE, CLASSIFY, 110, f"ip,in_port={ofport},dl_dst={gateway}",
                                f"mod_dl_dst:{leg},{classify}")
     uplink: list[str] = []  # flood actions towards the outside (tunnels or the physnet)
     tunnel_port = TUNNEL_PORTS.get(net.network_type)

@@ -1,0 +1,77 @@
+"""MACs pinned on their bridge port (static `master` FDB entries) where learning cannot be relied on.
+
+Router legs: a distributed router has the same gateway MAC on every host. Tunnel ports never learn it
+(learning is off with L2 population), and the host bridge must never have to flood a frame for it
+either: a flooded frame would reach the SNAT host's and the other hosts' router instances, which would
+all route it. So the bridge knows the gateway MAC is local from the moment the leg exists, not only
+after the router namespace has sent a frame, and it never ages out.
+
+FIP holders' taps: their routed frames are forwarded past the bridge (`gateway_redirect`), so only
+their ARP and their frames to other VMs refresh the learned entry; a guest talking only to the
+internet would see its entry age out and every frame for it flooded, out of the tunnels too.
+
+Entries live on the port device and vanish with it; one on a kvnet port device that should not carry
+it (another MAC, a FIP gone) is deleted. Pins go only on ports the bridge has (a tap the hypervisor
+has not created yet gets its pin in a later pass).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from kvnet.agent.plan import HostPlan
+from kvnet.dataplane.linux.observe import tool
+from kvnet.sys.cmd import run, run_json
+
+
+@dataclass
+class FdbPinChanges:
+    add: list[tuple[str, str]] = field(default_factory=list)  # (device, mac)
+    delete: list[tuple[str, str]] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        return ([f"fdb del {mac} dev {dev} master" for dev, mac in self.delete]
+                + [f"fdb replace {mac} dev {dev} master static" for dev, mac in self.add])
+
+
+def desired_pins(plan: HostPlan) -> set[tuple[str, str]]:
+    legs = {(leg.device, leg.mac) for router in plan.routers for leg in router.legs}
+    return legs | {(port.device, port.mac) for port in plan.ports if port.gateway_redirects}
+
+
+def kvnet_port_devices(plan: HostPlan) -> set[str]:
+    """Every bridge port kvnet owns here: where a static entry is kvnet's to keep or delete."""
+    return {leg.device for router in plan.routers for leg in router.legs} | {port.device for port in plan.ports}
+
+
+def diff_pins(want: set[tuple[str, str]], have: set[tuple[str, str]], present: set[str]) -> FdbPinChanges:
+    """`have`: the static entries on kvnet's port devices; `present`: the devices the bridges have."""
+    return FdbPinChanges(add=sorted(e for e in want - have if e[0] in present), delete=sorted(have - want))
+
+
+def observe_pins(host_netns: str | None, devices: set[str]) -> tuple[set[tuple[str, str]], set[str]]:
+    """(static entries on `devices`, those of `devices` that are bridge ports)."""
+    rows = [r for r in run_json([*tool("bridge", host_netns), "-j", "fdb", "show"])
+            if r.get("ifname") in devices and "master" in r]
+    return {(r["ifname"], r["mac"]) for r in rows if r.get("state") == "static"}, {r["ifname"] for r in rows}
+
+
+def plan_pins(plan: HostPlan, host_netns: str | None) -> FdbPinChanges:
+    devices = kvnet_port_devices(plan)
+    have, present = observe_pins(host_netns, devices) if devices else (set(), set())
+    return diff_pins(desired_pins(plan), have, present)
+
+
+def pending(plan: HostPlan, host_netns: str | None) -> tuple[int, int]:
+    """(stale, all) changes: a pin to delete is stale."""
+    changes = plan_pins(plan, host_netns)
+    return len(changes.delete), len(changes.delete) + len(changes.add)
+
+
+def reconcile_pins(plan: HostPlan, host_netns: str | None) -> tuple[FdbPinChanges, list[str]]:
+    changes = plan_pins(plan, host_netns)
+    lines = changes.lines()
+    if not lines:
+        return changes, []
+    proc = run([*tool("bridge", host_netns), "-force", "-batch", "-"], input="\n".join(lines) + "\n", check=False)
+    return changes, [] if proc.returncode == 0 else [f"bridge -batch (pinned MACs): {proc.stderr.strip()[:2000]}"]
