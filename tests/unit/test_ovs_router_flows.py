@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kvnet.agent.plan import HostPlan, NetworkPlan, PortPlan, RouterLeg, RouterPlan
-from kvnet.dataplane.ovs.flows import ARP, FLOOD, dvr_gateway_macs, render_flows
+from kvnet.dataplane.ovs.flows import ARP, FLOOD, dvr_gateway_macs, render_flows, stale_redirects
 
 GW_MAC = "fa:16:3e:00:00:aa"
 NET = NetworkPlan("net-a", "vxlan", 1001, 1450, "kvb-a", "kvx-a", None, flood_to=("192.0.2.2",))
@@ -48,3 +48,8 @@ def test_a_fip_holders_frames_for_the_gateway_go_to_the_fip_namespace_leg() -> N
     plain = next(f for f in flows if f.table == 0 and f.match == "in_port=5")  # ARP among the rest
     assert redirect[0].actions.endswith(plain.actions)  # then classified like any frame of the port
     assert not any(f.priority == 110 for f in render_flows(PLAN, {"net-a": 1}, OFPORTS) if f.table == 0)
+    # The FIP gone: the redirect is the one flow the OVS driver deletes before the router pass.
+    without = render_flows(replace(plan, ports=(VM, LEG)), {"net-a": 1}, {**OFPORTS, "kvt-fq": 7})
+    assert [(f.table, f.priority, f.match, f.cookie) for f in stale_redirects(flows, without)] == [
+        (0, 110, redirect[0].match, redirect[0].cookie)]
+    assert stale_redirects(flows, flows) == []

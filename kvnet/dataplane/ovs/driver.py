@@ -28,12 +28,12 @@ from kvnet.dataplane.linux.router import RouterDriver
 from kvnet.dataplane.linux.router_diff import RouterChanges
 from kvnet.dataplane.ovs import openflow
 from kvnet.dataplane.ovs.diff import DbChanges, FlowChanges, diff_db, diff_flows
-from kvnet.dataplane.ovs.flows import render_flows
+from kvnet.dataplane.ovs.flows import is_redirect, render_flows, stale_redirects
 from kvnet.dataplane.ovs.monitor import RestartMonitor
 from kvnet.dataplane.ovs.ovsdb import Ovsdb
 from kvnet.dataplane.ovs.render import assign_lvids, render_db
 from kvnet.dataplane.ovs.router_legs import legs_up
-from kvnet.dataplane.ovs.state import DesiredDb, Flow, ObservedDb
+from kvnet.dataplane.ovs.state import INT_BRIDGE, DesiredDb, Flow, ObservedDb
 
 DEFAULT_RUNDIR = Path("/var/run/openvswitch")
 
@@ -87,9 +87,24 @@ class OvsDriver:
         routed.changed["leg"] += raised
         return routed, errors + up_errors
 
+    def _stop_stale_redirects(self, plan: HostPlan) -> list[str]:
+        """Delete the FIP holders' redirect flows the plan no longer has before the router pass can
+        delete their `fq-` leg (the Linux driver's order): their frames would chase a vanished port
+        for one pass. Only what the last pass installed is looked at (after an agent restart the
+        ordinary flow pass deletes them, one pass later)."""
+        if not any(is_redirect(f) for f in self.installed):
+            return []
+        observed = self.db.observe()
+        stale = stale_redirects(self.installed, render_flows(plan, assign_lvids(plan, _current_lvids(observed)),
+                                                             observed.ofports))
+        error = openflow.apply(self.rundir, INT_BRIDGE, [], stale) if stale else None
+        return [error] if error else []
+
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
         start = time.perf_counter()
-        routed, errors = self._route(plan)
+        errors = self._stop_stale_redirects(plan)
+        routed, route_errors = self._route(plan)
+        errors += route_errors
         observed = self.db.observe()
         lvids = assign_lvids(plan, _current_lvids(observed))
         desired_db = render_db(plan, lvids, self.datapath_type)

@@ -7,9 +7,9 @@ Inside kv-int a frame carries its network as reg6 = the network's local VLAN (lv
 from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent back to one).
 
   table 0  CLASSIFY   in_port=<VM port>                    -> reg6=lvid, reg7=0, goto 10
-                      in_port=<VM port with a FIP on a DVR host>, dl_dst=<shared gateway MAC> (priority 110)
-                                                           -> dl_dst = the router's FIP namespace leg (`fq-`)
-                                                              MAC, then as above (kvnet.agent.routing)
+                      ip, in_port=<VM port with a FIP on a DVR host>, dl_dst=<shared gateway MAC> (priority
+                                                           110) -> dl_dst = the router's FIP namespace leg
+                                                              (`fq-`) MAC, then as above (kvnet.agent.routing)
                       in_port=kv-vxlan|kv-gre, tun_id=<seg> -> reg6=lvid, reg7=1, goto 20
                       in_port=<patch to kvp-nic>, dl_vlan=lvid -> strip the tag, reg6=lvid, reg7=1, goto 20
                       anything else                        -> drop (priority 0; also the canary flow
@@ -57,9 +57,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 
 from kvnet.agent.plan import HostPlan, NetworkPlan
-from kvnet.dataplane.ovs.state import INT_BRIDGE, TUNNEL_PORTS, Flow, int_patch, phys_patch, physnet_bridge
+from kvnet.dataplane.ovs.state import (
+    INT_BRIDGE,
+    TUNNEL_PORTS,
+    Flow,
+    ObservedFlow,
+    int_patch,
+    phys_patch,
+    physnet_bridge,
+)
 
 CLASSIFY, ARP, L2, FLOOD = 0, 10, 20, 30
+REDIRECT_PRIORITY = 110  # in CLASSIFY: a FIP holder's IPv4 frames for its gateway, to the `fq-` leg
 VLAN_PRESENT = 0x1000
 DVR_ROLES = ("dvr", "dvr_snat")
 INTERFACE_LEG = "qr-"
@@ -96,6 +105,17 @@ def render_flows(plan: HostPlan, lvids: Mapping[str, int], ofports: Mapping[str,
     return out
 
 
+def is_redirect(flow: Flow) -> bool:
+    return flow.bridge == INT_BRIDGE and flow.table == CLASSIFY and flow.priority == REDIRECT_PRIORITY
+
+
+def stale_redirects(installed: list[Flow], desired: list[Flow]) -> list[ObservedFlow]:
+    """The redirect flows installed that the desired flows no longer have (to delete strictly)."""
+    wanted = {f.cookie for f in desired if is_redirect(f)}
+    return [ObservedFlow(f.bridge, f.cookie, f.table, f.priority, f.match) for f in installed
+            if is_redirect(f) and f.cookie not in wanted]
+
+
 def _local_ports(plan: HostPlan, net: NetworkPlan, ofports: Mapping[str, int]) -> list[tuple[str, int]]:
     """(mac, ofport) of the network's ports on this host whose device exists."""
     return [(p.mac, ofports[p.device]) for p in plan.ports
@@ -119,7 +139,7 @@ def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping
                 # IPv4 only (ARP for the gateway IP must reach the leg that has it); never towards
                 # a MAC nobody has.
                 if ofports.get(leg_devices.get(leg, ""), -1) > 0:
-                    yield Flow(INT_BRIDGE, CLASSIFY, 110, f"ip,in_port={ofport},dl_dst={gateway}",
+                    yield Flow(INT_BRIDGE, CLASSIFY, REDIRECT_PRIORITY, f"ip,in_port={ofport},dl_dst={gateway}",
                                f"mod_dl_dst:{leg},{classify}")
     uplink: list[str] = []  # flood actions towards the outside (tunnels or the physnet)
     tunnel_port = TUNNEL_PORTS.get(net.network_type)
