@@ -86,6 +86,9 @@ def test_agent_restart_loses_nothing_and_a_vswitchd_restart_heals_within_a_secon
         total_ms = (time.monotonic() - stopped) * 1000
         print(f"\nvswitchd stopped -> new vswitchd up after {up_ms:.0f} ms -> ping answered after {total_ms:.0f} ms")
         assert total_ms - up_ms < 1000
-        assert "lost its flows" in lab.procs.log_tail(name, 50)
+        # The monitor woke the agent: by the missing canary, or -- when the restarted vswitchd renumbered
+        # the ports before the pidfile poll saw the new pid -- by the changed ofports (then the pass has
+        # restored the canary before it is checked). Either way the heal is the monitor's, not a resync.
+        assert re.search(r"(lost its flows|ofports changed).*: waking the agent", lab.procs.log_tail(name, 50))
     finally:
         remove(lab, client, [a, b])
