@@ -98,6 +98,33 @@ def dataplane(paths: str = typer.Option(None, help="comma-separated paths (defau
         report(out)
 
 
+@app.command("pool")
+def pool_command(runs: list[Path] = typer.Argument(..., help="result directories of `kvnet bench dataplane` runs"),
+                 group: list[str] = typer.Option(None, help="PATH[+PATH...]:REFERENCE (repeat; default: every "
+                                                 "path with a reference, alone)"),
+                 size: int = typer.Option(64), load: float = typer.Option(0.0),
+                 as_json: bool = typer.Option(False, "--json"),
+                 out: Path = typer.Option(DEFAULT_DIR, help="results directory for pooled.json/.md")) -> None:
+    """Pool per-repeat ratios of several dataplane runs into one median per pair (or group of paths)."""
+    from kvnet.bench.dataplane import pool
+    from kvnet.bench.results import envelope
+
+    loaded = []
+    for run in runs:
+        path = run / "dataplane.json" if run.is_dir() else run
+        try:
+            loaded.append((str(run), json.loads(path.read_text())))
+        except (OSError, ValueError) as exc:
+            raise typer.BadParameter(f"{path}: {exc}", param_hint="RUNS") from exc
+    try:
+        groups = [pool.parse_group(g) for g in group] if group else pool.default_groups([r for _, r in loaded])
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--group") from exc
+    data = envelope("pooled", {"runs": [label for label, _ in loaded], "size": size, "load": load,
+                               "groups": pool.pool(loaded, groups, size, load)})
+    _finish("pooled", data, pool.markdown(data), as_json, out)
+
+
 @app.command("report")
 def report_command(out: Path = typer.Option(DEFAULT_DIR, help="results directory"),
                    plots: bool = typer.Option(True, help="also write the PNG plots")) -> None:

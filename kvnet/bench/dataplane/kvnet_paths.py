@@ -10,12 +10,13 @@ lab's external network, one *distributed* router `r1` with net-a 10.1.0.0/24 and
 each path boots only its own VMs into it:
 
     kvnet-dvr   da@h2 (net-a) -> h2's DVR namespace -> db@h2 (net-b)       same host, two subnets
-    kvnet-fip   <lab>-ext (br-ext) -> h3 ex0 -> ext bridge -> fg- leg -> h3's DVR namespace
-                (stateless nft FIP rewrite at raw prerouting) -> qr- leg -> net-b bridge -> fb@h3
+    kvnet-fip   <lab>-ext (br-ext) -> h3 ex0 -> ext bridge -> fg- leg -> h3's FIP namespace
+                (stateless nft FIP rewrite at raw prerouting) -> fq- leg -> net-b bridge -> fb@h3
     kvnet-fip-mixed  the same to mb@h4, where mc (net-a, no FIP) also lives: h4's router namespace
                 sends mc's egress to the SNAT host, its FIP namespace mb's out of fg- (no policy rule)
-    kvnet-fip-out  ob@h4 (FIP; oc beside it has none) -> its tap readdresses the gateway MAC -> h4's FIP
-                namespace (source rewritten to the FIP) -> fg- leg -> ext bridge -> br-ext in <lab>-ext
+    kvnet-fip-out  ob@h4 (FIP; oc beside it has none) -> its tap readdresses the gateway MAC and forwards
+                the frame to the fq- leg -> h4's FIP namespace (source rewritten to the FIP) -> fg- leg
+                -> ext bridge -> br-ext in <lab>-ext
     kvnet-snat  sa@h1 (net-a, no FIP) -> h1's dvr_snat namespace (conntrack SNAT to the gateway IP)
                 -> qg- leg -> ext bridge -> ex0 -> br-ext in <lab>-ext (the receiver, counted there)
 
