@@ -26,6 +26,7 @@ from kvnet.agent.model import CloudModel
 from kvnet.agent.plan import HostPlan
 from kvnet.client import Client
 from kvnet.dataplane.linux import LinuxDriver, gateway_redirect, pinned_fdb
+from kvnet.dataplane.linux.observe import observe
 from kvnet.dataplane.linux.router import RouterDriver
 from kvnet.dataplane.ovs import OvsDriver
 from kvnet.lab import control
@@ -135,9 +136,10 @@ def pending_changes(lab: Lab, client: Client) -> tuple[int, int]:
 
 def _linux_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:
     ns = n.host_ns(lab.name, host)
-    l2 = LinuxDriver(ns).plan_changes(plan)
+    observed = observe(ns)
+    l2 = LinuxDriver(ns).plan_changes(plan, observed)
     redirect_stale, redirect_total = gateway_redirect.pending(plan, ns)
-    pin_stale, pin_total = pinned_fdb.pending(plan, ns)
+    pin_stale, pin_total = pinned_fdb.pending(plan, observed)
     return (sum(l2.counts()["removed"].values()) + redirect_stale + pin_stale,
             len(l2) + redirect_total + pin_total)
 

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from kvnet.agent.plan import HostPlan, PortPlan, RouterLeg, RouterPlan
 from kvnet.dataplane.linux.gateway_redirect import Redirect, desired_redirects, render_table, table_script
-from kvnet.dataplane.linux.pinned_fdb import desired_pins, diff_pins, kvnet_port_devices
+from kvnet.dataplane.linux.observe import parse_pins
+from kvnet.dataplane.linux.pinned_fdb import desired_pins, diff_pins, kvnet_port_devices, plan_pins
+from kvnet.dataplane.linux.state import Link, ObservedState
 
 GW, FQ = "fa:6b:76:00:01:00", "02:6b:00:00:00:01"
 HOLDER = PortPlan("vm-a", "net-a", "fa:6b:76:00:02:00", ("10.1.0.10",), "kvt-a", 1450, gateway_redirects=((GW, FQ),))
@@ -50,3 +52,15 @@ def test_fip_holders_and_legs_macs_are_pinned_on_ports_the_bridge_has() -> None:
     changed = diff_pins({("kvt-fq", FQ)}, {("kvt-fq", "aa:00:00:00:00:09")}, {"kvt-fq"})
     assert changed.lines() == ["fdb del aa:00:00:00:00:09 dev kvt-fq master",
                                f"fdb replace {FQ} dev kvt-fq master static"]
+
+
+def test_pins_are_read_from_the_l2_passs_fdb_dump() -> None:
+    rows = [{"mac": HOLDER.mac, "ifname": "kvt-a", "master": "kvb-1", "state": "static"},
+            {"mac": OTHER.mac, "ifname": "kvt-c", "master": "kvb-1", "state": "static"},  # FIP gone
+            {"mac": "fa:6b:76:00:02:07", "ifname": "kvt-c", "master": "kvb-1"},  # learned: the kernel's
+            {"mac": "33:33:00:00:00:01", "ifname": "kvt-c", "flags": ["self"], "state": "permanent"},
+            {"mac": "fa:6b:76:00:09:09", "ifname": "eth9", "master": "br9", "state": "static"}]  # not kvnet's
+    observed = ObservedState(links={d: Link(d, "veth") for d in ("kvt-a", "kvt-c", "kvt-fq", "eth9")},
+                             pins=parse_pins(rows))
+    changes = plan_pins(PLAN, observed)
+    assert changes.add == [("kvt-fq", FQ)] and changes.delete == [("kvt-c", OTHER.mac)]

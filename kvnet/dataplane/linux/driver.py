@@ -12,11 +12,12 @@ from kvnet.agent.plan import HostPlan
 from kvnet.dataplane import ReconcileResult
 from kvnet.dataplane.linux.apply import apply
 from kvnet.dataplane.linux.diff import ChangeSet, diff
-from kvnet.dataplane.linux.gateway_redirect import reconcile_gateway_redirects
+from kvnet.dataplane.linux.gateway_redirect import RedirectTable
 from kvnet.dataplane.linux.observe import observe
 from kvnet.dataplane.linux.pinned_fdb import reconcile_pins
 from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode, render
 from kvnet.dataplane.linux.router import RouterDriver
+from kvnet.dataplane.linux.state import ObservedState
 
 
 class LinuxDriver:
@@ -25,21 +26,23 @@ class LinuxDriver:
         self.arp_mode = arp_mode
         self.routers = RouterDriver(netns)  # router namespaces first: their legs are ports for the L2 pass
 
-    def plan_changes(self, plan: HostPlan) -> ChangeSet:
-        """What the next reconcile would do, without doing it."""
-        return diff(render(plan, self.arp_mode), observe(self.netns))
+    def plan_changes(self, plan: HostPlan, observed: ObservedState | None = None) -> ChangeSet:
+        """What the next reconcile would do, without doing it (from `observed` when given)."""
+        return diff(render(plan, self.arp_mode), observed if observed is not None else observe(self.netns))
 
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
         start = time.perf_counter()
+        redirects = RedirectTable(self.netns)
         # Readdressing to a FIP namespace leg stops before the router pass can delete the leg ...
-        redirected, errors = reconcile_gateway_redirects(plan, self.netns)
+        redirected, errors = redirects.reconcile(plan)
         routed, router_errors = self.routers.reconcile(plan)
         errors += router_errors
-        changes = self.plan_changes(plan)
+        observed = observe(self.netns)
+        changes = self.plan_changes(plan, observed)
         errors += apply(changes, self.netns)
-        errors += reconcile_pins(plan, self.netns)[1]  # legs' and FIP holders' MACs pinned on their bridges
-        # ... and starts once the L2 pass has plugged a new one (and the tap).
-        readdressed, redirect_errors = reconcile_gateway_redirects(plan, self.netns)
+        errors += reconcile_pins(plan, self.netns, observed)[1]  # legs' and FIP holders' MACs on their bridges
+        # ... and starts once the L2 pass has plugged a new one (and the tap), as the observation saw them.
+        readdressed, redirect_errors = redirects.reconcile(plan, set(observed.links))
         redirected |= readdressed
         errors += redirect_errors
         errors += self.routers.after_l2(routed)  # needs the legs attached by the L2 pass above

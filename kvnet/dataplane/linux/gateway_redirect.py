@@ -9,8 +9,8 @@ readdresses them to the FIP namespace's `fq-` leg and forwards them out of the l
 namespace needs a policy rule (which would cost every packet the kernel's merged FIB lookup).
 
 Why `fwd`: the hook itself is the cost, not the rewrite (an A/B with a chain whose rule never matches
-costs as much as the rewrite, 0.91-0.93 of the same path without a chain); skipping the bridge's
-forwarding pays it back (1.05; `kvnet bench dataplane --paths fip-out-ref,fip-out-tap-ref`). ARP is
+costs as much as the rewrite, 0.91-0.98 of the same path without a chain); skipping the bridge's
+forwarding pays it back (1.05; `kvnet bench dataplane --paths fip-out-ref,fip-out-tap-ref,fip-out-hook-ref`). ARP is
 left to the bridge: a guest re-checking its cached gateway by unicast ARP must reach the router's own
 leg, which holds the gateway IP (the `fq-` leg has no address and would never answer). As the
 holder's IP frames no longer refresh the bridge's learned entry for its MAC, that MAC is pinned on the
@@ -20,7 +20,7 @@ The table `netdev kvnet` in the host namespace is kvnet's. It is replaced as a w
 transaction, when the digest in its comment differs from the desired one; chains are rendered only
 for taps that exist (older kernels refuse a hook on a missing device), so a tap that appears later
 changes the digest and the next pass adds its chain. The driver reconciles the table before the
-router pass and again after the L2 pass (`desired_redirects`).
+router pass and again after the L2 pass (`desired_redirects`), reading it once (`RedirectTable`).
 """
 
 from __future__ import annotations
@@ -74,30 +74,47 @@ def table_script(digest: str | None, body: str) -> str:
     return nft_table.replace_script("netdev", TABLE, digest, body)
 
 
-def plan_redirects(plan: HostPlan, host_netns: str | None) -> tuple[str | None, str] | None:
-    """(desired digest, the nft script) for the next pass, or None when the table is as it should be."""
-    wanted = {}
-    if any(p.gateway_redirects for p in plan.ports):  # the link listing only where a tap may need a chain
-        devices = {row["ifname"] for row in run_json([*tool("ip", host_netns), "-j", "link", "show"])}
-        wanted = desired_redirects(plan, devices)
-    digest, body = render_table(wanted)
-    if nft_table.observe_digest("netdev", TABLE, host_netns) == digest:
-        return None
-    return digest, table_script(digest, body)
+class RedirectTable:
+    """The host's table over one reconcile pass: its digest is read once, then known from what this
+    pass wrote (the driver reconciles it twice per pass; a fresh object per pass keeps no memory)."""
+
+    def __init__(self, host_netns: str | None) -> None:
+        self.host_netns = host_netns
+        self._digest: str | None = None
+        self._digest_known = False
+
+    def digest(self) -> str | None:
+        if not self._digest_known:
+            self._digest, self._digest_known = nft_table.observe_digest("netdev", TABLE, self.host_netns), True
+        return self._digest
+
+    def plan(self, plan: HostPlan, devices: set[str] | None = None) -> tuple[str | None, str] | None:
+        """(desired digest, the nft script), or None when the table is as it should be. `devices`: the
+        host's devices, listed here when not given and some tap may need a chain."""
+        wanted = {}
+        if any(p.gateway_redirects for p in plan.ports):
+            if devices is None:
+                devices = {row["ifname"] for row in run_json([*tool("ip", self.host_netns), "-j", "link", "show"])}
+            wanted = desired_redirects(plan, devices)
+        digest, body = render_table(wanted)
+        return None if self.digest() == digest else (digest, table_script(digest, body))
+
+    def reconcile(self, plan: HostPlan, devices: set[str] | None = None) -> tuple[bool, list[str]]:
+        """(changed, errors)."""
+        change = self.plan(plan, devices)
+        if change is None:
+            return False, []
+        proc = run(["nft", "-f", "-"], netns=self.host_netns, input=change[1], check=False)
+        if proc.returncode != 0:
+            self._digest_known = False  # whatever is there now, the next call reads it again
+            return True, [f"nft (gateway redirects): {proc.stderr.strip()[:2000]}"]
+        self._digest = change[0]
+        return True, []
 
 
 def pending(plan: HostPlan, host_netns: str | None) -> tuple[int, int]:
     """(stale, all) changes: the table replaced counts one; one that should not exist also counts stale."""
-    change = plan_redirects(plan, host_netns)
+    change = RedirectTable(host_netns).plan(plan)
     if change is None:
         return 0, 0
     return (1 if change[0] is None else 0), 1
-
-
-def reconcile_gateway_redirects(plan: HostPlan, host_netns: str | None) -> tuple[bool, list[str]]:
-    """(changed, errors)."""
-    change = plan_redirects(plan, host_netns)
-    if change is None:
-        return False, []
-    proc = run(["nft", "-f", "-"], netns=host_netns, input=change[1], check=False)
-    return True, [] if proc.returncode == 0 else [f"nft (gateway redirects): {proc.stderr.strip()[:2000]}"]

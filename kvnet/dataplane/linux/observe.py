@@ -1,4 +1,5 @@
-"""observe(netns) -> ObservedState: read links, FDB and neighbours back, one iproute2 call each.
+"""observe(netns) -> ObservedState: read links, FDB (with the pinned MACs) and neighbours back, one
+iproute2 call each.
 
 Per-device calls would cost one process per object; three JSON dumps cost the same for 10 or
 10,000 objects apart from parsing.
@@ -21,9 +22,9 @@ def observe(netns: str | None = None) -> ObservedState:
     links = {link.name: link for link in map(parse_link, run_json([*tool("ip", netns), "-j", "-d", "link",
                                                                     "show"]))}
     owned = {name for name, link in links.items() if link.owned}
-    fdb = parse_fdb(run_json([*tool("bridge", netns), "-j", "fdb", "show"]), owned)
+    fdb_rows = run_json([*tool("bridge", netns), "-j", "fdb", "show"])
     neigh = parse_neigh(run_json([*tool("ip", netns), "-j", "neigh", "show", "nud", "permanent"]), owned)
-    return ObservedState(links, fdb, neigh)
+    return ObservedState(links, parse_fdb(fdb_rows, owned), neigh, parse_pins(fdb_rows))
 
 
 def parse_link(raw: dict[str, Any]) -> Link:
@@ -46,6 +47,11 @@ def parse_fdb(rows: list[dict[str, Any]], owned: set[str]) -> set[Fdb]:
     return {Fdb(r["ifname"], r["mac"], r["dst"]) for r in rows
             if r.get("ifname") in owned and "dst" in r and "self" in r.get("flags", ())
             and r.get("state") == "permanent"}
+
+
+def parse_pins(rows: list[dict[str, Any]]) -> set[tuple[str, str]]:
+    """Static `master` entries, (device, MAC), on any bridge port."""
+    return {(r["ifname"], r["mac"]) for r in rows if "master" in r and r.get("state") == "static"}
 
 
 def parse_neigh(rows: list[dict[str, Any]], owned: set[str]) -> set[Neigh]:

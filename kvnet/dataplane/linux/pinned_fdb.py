@@ -11,8 +11,9 @@ their ARP and their frames to other VMs refresh the learned entry; a guest talki
 internet would see its entry age out and every frame for it flooded, out of the tunnels too.
 
 Entries live on the port device and vanish with it; one on a kvnet port device that should not carry
-it (another MAC, a FIP gone) is deleted. Pins go only on ports the bridge has (a tap the hypervisor
-has not created yet gets its pin in a later pass).
+it (another MAC, a FIP gone) is deleted. Pins go only on devices that exist (a tap the hypervisor
+has not created yet gets its pin in a later pass). The entries are read by the L2 pass's own FDB dump
+(`observe`), not by one of their own.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from dataclasses import dataclass, field
 
 from kvnet.agent.plan import HostPlan
 from kvnet.dataplane.linux.observe import tool
-from kvnet.sys.cmd import run, run_json
+from kvnet.dataplane.linux.state import ObservedState
+from kvnet.sys.cmd import run
 
 
 @dataclass
@@ -45,31 +47,25 @@ def kvnet_port_devices(plan: HostPlan) -> set[str]:
 
 
 def diff_pins(want: set[tuple[str, str]], have: set[tuple[str, str]], present: set[str]) -> FdbPinChanges:
-    """`have`: the static entries on kvnet's port devices; `present`: the devices the bridges have."""
+    """`have`: the static entries on kvnet's port devices; `present`: the devices that exist."""
     return FdbPinChanges(add=sorted(e for e in want - have if e[0] in present), delete=sorted(have - want))
 
 
-def observe_pins(host_netns: str | None, devices: set[str]) -> tuple[set[tuple[str, str]], set[str]]:
-    """(static entries on `devices`, those of `devices` that are bridge ports)."""
-    rows = [r for r in run_json([*tool("bridge", host_netns), "-j", "fdb", "show"])
-            if r.get("ifname") in devices and "master" in r]
-    return {(r["ifname"], r["mac"]) for r in rows if r.get("state") == "static"}, {r["ifname"] for r in rows}
-
-
-def plan_pins(plan: HostPlan, host_netns: str | None) -> FdbPinChanges:
+def plan_pins(plan: HostPlan, observed: ObservedState) -> FdbPinChanges:
+    """From the L2 pass's observation of this pass (taken after the router pass): a device it saw is
+    attached by that pass if it was not yet; one created since gets its pin next pass."""
     devices = kvnet_port_devices(plan)
-    have, present = observe_pins(host_netns, devices) if devices else (set(), set())
-    return diff_pins(desired_pins(plan), have, present)
+    return diff_pins(desired_pins(plan), {pin for pin in observed.pins if pin[0] in devices}, set(observed.links))
 
 
-def pending(plan: HostPlan, host_netns: str | None) -> tuple[int, int]:
+def pending(plan: HostPlan, observed: ObservedState) -> tuple[int, int]:
     """(stale, all) changes: a pin to delete is stale."""
-    changes = plan_pins(plan, host_netns)
+    changes = plan_pins(plan, observed)
     return len(changes.delete), len(changes.delete) + len(changes.add)
 
 
-def reconcile_pins(plan: HostPlan, host_netns: str | None) -> tuple[FdbPinChanges, list[str]]:
-    changes = plan_pins(plan, host_netns)
+def reconcile_pins(plan: HostPlan, host_netns: str | None, observed: ObservedState) -> tuple[FdbPinChanges, list[str]]:
+    changes = plan_pins(plan, observed)
     lines = changes.lines()
     if not lines:
         return changes, []

@@ -97,11 +97,14 @@ class DesiredState:
 
 @dataclass
 class ObservedState:
-    """Everything `observe` read. `fdb` and `neigh` hold only candidates on kvnet-owned links."""
+    """Everything `observe` read. `fdb` and `neigh` hold only candidates on kvnet-owned links; `pins`
+    every static `master` FDB entry, (device, MAC), on any bridge port (`pinned_fdb` decides which are
+    kvnet's)."""
 
     links: dict[str, Link] = field(default_factory=dict)
     fdb: set[Fdb] = field(default_factory=set)
     neigh: set[Neigh] = field(default_factory=set)
+    pins: set[tuple[str, str]] = field(default_factory=set)
 
     def owned_links(self) -> dict[str, Link]:
         return {name: link for name, link in self.links.items() if link.owned}
