@@ -99,11 +99,18 @@ def stop(procs: Supervisor, inst: OvsInstance) -> None:
 
 
 def add_tunnel_endpoint(inst: OvsInstance, nic: str, cidr: str, mtu: int) -> None:
-    """Move `cidr` from `nic` onto br-phy's internal port; `nic` becomes a port of br-phy (NORMAL switching)."""
+    """Move `cidr` from `nic` onto br-phy's internal port; `nic` becomes a port of br-phy (NORMAL switching).
+
+    OVS userspace reads `nic` through a socket, so the kernel still sees its frames too and would answer
+    ARP for the tunnel IP from `nic`'s MAC as well as from br-phy's. A peer whose tunnel neighbour cache
+    kept `nic`'s MAC sends its VXLAN frames where OVS does not end tunnels (the path stays dead until the
+    cache expires, a CI flake). With ARP off on `nic`, only br-phy answers, as on a kernel datapath.
+    """
     inst.vsctl("add-br", UNDERLAY_BRIDGE, "--", "set", "bridge", UNDERLAY_BRIDGE, f"datapath_type={DATAPATH}",
                "external_ids:kvnet-lab=underlay", "--", "add-port", UNDERLAY_BRIDGE, nic,
                "--", "set", "interface", UNDERLAY_BRIDGE, f"mtu_request={mtu}")
-    lines = [f"addr flush dev {nic}", f"addr add {cidr} dev {UNDERLAY_BRIDGE}", f"link set {UNDERLAY_BRIDGE} up"]
+    lines = [f"addr flush dev {nic}", f"link set {nic} arp off",
+             f"addr add {cidr} dev {UNDERLAY_BRIDGE}", f"link set {UNDERLAY_BRIDGE} up"]
     run(["ip", "-n", inst.netns, "-batch", "-"], input="\n".join(lines) + "\n")
 
 

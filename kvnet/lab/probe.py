@@ -51,8 +51,13 @@ def arp_replies(lab: Lab, vm: str, ip: str, count: int, deadline_s: float = 4) -
     """The replier's MAC of each answer `vm` gets to `count` ARP requests for `ip`. arping (iputils)
     broadcasts until the first answer, then asks that MAC by unicast, as a guest re-checking a cached
     neighbour does."""
-    argv = ["arping", "-c", str(count), "-w", str(math.ceil(deadline_s)), "-I", "eth0", ip]  # one per second
-    proc = run(argv, netns=_vm_ns(lab, vm), check=False, timeout=deadline_s + 5)
+    return arp_replies_ns(_vm_ns(lab, vm), "eth0", ip, count, deadline_s)
+
+
+def arp_replies_ns(netns: str, device: str, ip: str, count: int, deadline_s: float = 4) -> list[str]:
+    """`arp_replies` from any lab namespace, asking through `device`."""
+    argv = ["arping", "-c", str(count), "-w", str(math.ceil(deadline_s)), "-I", device, ip]  # one per second
+    proc = run(argv, netns=netns, check=False, timeout=deadline_s + 5)
     return [mac.lower() for mac in re.findall(r"reply from \S+ \[([0-9A-Fa-f:]+)\]", proc.stdout)]
 
 

@@ -10,12 +10,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from kvnet.bench.dataplane.base import mac_of
 from kvnet.client import Client
 from kvnet.lab import control, ovs
 from kvnet.lab import names as n
 from kvnet.lab.demo import DemoVM, boot_vm, ping_matrix
 from kvnet.lab.lab import Lab
-from kvnet.lab.probe import UnderlayCapture, ping_until
+from kvnet.lab.probe import UnderlayCapture, arp_replies_ns, ping_until
 from kvnet.lab.testing import running_lab, unique_lab_name
 from kvnet.lab.vm import delete_vm
 from kvnet.sys.cmd import in_netns
@@ -61,6 +62,17 @@ def test_mixed_cloud_reachability_isolation_and_no_tenant_arp_on_the_underlay(la
         assert capture.count == 0, capture.lines()
     finally:
         remove(lab, client, vms)
+
+
+def test_only_br_phy_answers_arp_for_an_ovs_hosts_tunnel_ip(lab: Lab) -> None:
+    """The tunnel IP sits on br-phy; the kernel must not also answer for it on ul0 (which OVS reads
+    through a socket, so the kernel sees its frames too). A peer that cached ul0's MAC would send its
+    VXLAN frames where OVS does not end tunnels: the path would stay dead until the cache expires."""
+    hosts = lab.hosts()
+    ovs_host = hosts["h2"]
+    br_phy_mac = mac_of(ovs_host["namespace"], ovs.UNDERLAY_BRIDGE)
+    replies = arp_replies_ns(hosts["h1"]["namespace"], n.HOST_UL_IF, ovs_host["tunnel_ip"], count=3)
+    assert replies and set(replies) == {br_phy_mac}, (replies, br_phy_mac)
 
 
 def test_agent_restart_loses_nothing_and_a_vswitchd_restart_heals_within_a_second(lab: Lab,
