@@ -263,7 +263,7 @@ def make_driver(dataplane: str, netns: str | None) -> Driver:
         from kvnet.dataplane.linux.router import RouterDriver
         from kvnet.dataplane.ovs import OvsDriver
 
-        return OvsDriver(Path(os.environ.get("OVS_RUNDIR", "/var/run/openvswitch")),
+        return OvsDriver(Path(os.environ.get("OVS_RUNDIR", "/var/run/openvswitch")), host_netns=netns,
                          datapath_type=os.environ.get("KVNET_OVS_DATAPATH", "system"), routers=RouterDriver(netns))
     from kvnet.dataplane.linux import LinuxDriver
 

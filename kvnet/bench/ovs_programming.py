@@ -90,7 +90,7 @@ def run_ovs_programming_bench(ports: int = 1000, repeats: int = 3) -> dict[str, 
     try:
         inst = ovs.start(procs, "bench", ns, rundir / "ovs")
         _create_devices(ns, plan)
-        with OvsDriver(inst.rundir, datapath_type=ovs.DATAPATH, timeout=300) as driver:
+        with OvsDriver(inst.rundir, host_netns=ns, datapath_type=ovs.DATAPATH, timeout=300) as driver:
             for _ in range(repeats):
                 seconds, result = _timed(lambda: driver.reconcile(plan))
                 if result.missing_ports:

@@ -146,11 +146,12 @@ def _linux_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:
 
 def _ovs_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:
     """OVSDB rows and flows of an OVS host's kv-int/physnet bridges still to delete, and all changes."""
-    with OvsDriver(host_rundir(lab.dir, host), datapath_type=DATAPATH) as driver:
-        db, flows = driver.plan_changes(plan)
-    stale = len(db.bridge_del) + len(db.port_del) + flows.count("delete")
+    with OvsDriver(host_rundir(lab.dir, host), host_netns=lab.host_ns(host), datapath_type=DATAPATH) as driver:
+        db, flows, isolation = driver.plan_changes(plan)
+    stale = len(db.bridge_del) + len(db.port_del) + flows.count("delete") + len(isolation.delete) \
+        + isolation.drop_table
     return stale, stale + len(db.bridge_add) + len(db.bridge_change) + len(db.port_add) + len(db.port_change) \
-        + flows.count("add")
+        + flows.count("add") + len(isolation.add)
 
 
 def wait_converged(lab: Lab, client: Client, deadline_s: float = DEADLINE_S) -> tuple[int, int]:

@@ -12,14 +12,15 @@ import pytest
 
 from kvnet.bench.dataplane.base import mac_of
 from kvnet.client import Client
+from kvnet.dataplane.ovs import host_isolation
 from kvnet.lab import control, ovs
 from kvnet.lab import names as n
 from kvnet.lab.demo import DemoVM, boot_vm, ping_matrix
 from kvnet.lab.lab import Lab
-from kvnet.lab.probe import UnderlayCapture, arp_replies_ns, ping_until
+from kvnet.lab.probe import UnderlayCapture, arp_replies, arp_replies_ns, ping_until
 from kvnet.lab.testing import running_lab, unique_lab_name
 from kvnet.lab.vm import delete_vm
-from kvnet.sys.cmd import in_netns
+from kvnet.sys.cmd import in_netns, run
 
 pytestmark = pytest.mark.root
 INNER_ARP = "udp port 4789 and udp[28:2] = 0x0806"  # ARP inside VXLAN (outer UDP 8 + VXLAN 8 + MACs 12)
@@ -73,6 +74,25 @@ def test_only_br_phy_answers_arp_for_an_ovs_hosts_tunnel_ip(lab: Lab) -> None:
     br_phy_mac = mac_of(ovs_host["namespace"], ovs.UNDERLAY_BRIDGE)
     replies = arp_replies_ns(hosts["h1"]["namespace"], n.HOST_UL_IF, ovs_host["tunnel_ip"], count=3)
     assert replies and set(replies) == {br_phy_mac}, (replies, br_phy_mac)
+
+
+def test_a_vm_on_an_ovs_host_cannot_reach_the_host_stack_and_its_drop_chain_goes_with_it(lab: Lab,
+                                                                                          client: Client) -> None:
+    """Under the userspace datapath the host kernel sees a VM's frames too; kvnet's drop chain on the tap
+    keeps the host from answering (here: ARP for its own tunnel IP, which a VM can route to)."""
+    host = lab.hosts()["h2"]
+    vm = DemoVM("iso", "h2", "blue-net", "10.10.0.40")
+    device = boot_vm(lab, client, vm)["device"]
+    try:
+        assert device in (host_isolation.observe(host["namespace"]) or set())
+        run(["ip", "route", "add", host["tunnel_ip"], "dev", "eth0"], netns=n.vm_ns(lab.name, vm.name))
+        assert arp_replies(lab, vm.name, host["tunnel_ip"], count=2) == []
+    finally:
+        remove(lab, client, [vm])
+    deadline = time.monotonic() + 10
+    while device in (host_isolation.observe(host["namespace"]) or set()):
+        assert time.monotonic() < deadline, f"the drop chain of {device} is still there"
+        time.sleep(0.05)
 
 
 def test_agent_restart_loses_nothing_and_a_vswitchd_restart_heals_within_a_second(lab: Lab,

@@ -60,7 +60,8 @@ class DataplaneLab:
             if old is not None:
                 old.close()
         if host not in self.drivers:
-            self.drivers[host] = OvsDriver(self.ovs[host].rundir, datapath_type=ovs.DATAPATH)
+            inst = self.ovs[host]
+            self.drivers[host] = OvsDriver(inst.rundir, host_netns=inst.netns, datapath_type=ovs.DATAPATH)
         return self.drivers[host]
 
     def reconcile(self, host: int, plan: HostPlan, *, fresh: bool = False) -> ReconcileResult:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kvnet.agent.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint
+from kvnet.dataplane.ovs import host_isolation
 from kvnet.dataplane.ovs.diff import diff_db, diff_flows
 from kvnet.dataplane.ovs.flows import ARP, CLASSIFY, FLOOD, L2, render_flows
 from kvnet.dataplane.ovs.openflow import bundle_lines, parse_flow
@@ -89,3 +90,17 @@ def test_parse_what_ovs_ofctl_prints() -> None:
                                                                                    "arp_op=1")
     assert parse_flow("b", " cookie=0x1, priority=0 actions=drop") == ObservedFlow("b", 1, 0, 0, "")
     assert parse_flow("b", " cookie=0x1, table=3, ip actions=drop") == ObservedFlow("b", 1, 3, 32768, "ip")
+
+
+def test_host_isolation_wants_kernel_devices_only_and_changes_single_chains() -> None:
+    db = render_db(PLAN, {"net-vx": 1, "net-vl": 2}, "netdev")
+    assert host_isolation.kernel_ports(db) == {"kvt-p1", "kvt-p2", "ph0"}  # not kv-vxlan, not the patches
+    changes = host_isolation.diff({"kvt-p1", "ph0"}, {"ph0", "kvt-gone"})
+    assert (changes.add, changes.delete, changes.drop_table) == (("kvt-p1",), ("kvt-gone",), False)
+    script = host_isolation.script(changes)
+    assert 'add chain netdev kvnet_ovs in-kvt-p1 { type filter hook ingress device "kvt-p1"' in script
+    assert "policy drop;" in script and "delete chain netdev kvnet_ovs in-kvt-gone" in script
+    assert "ph0" not in script  # its chain is already there: untouched
+    assert host_isolation.diff({"ph0"}, {"ph0"}).empty
+    assert host_isolation.diff(set(), None).empty
+    assert host_isolation.script(host_isolation.diff(set(), set())) == "delete table netdev kvnet_ovs\n"

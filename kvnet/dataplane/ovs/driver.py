@@ -14,6 +14,10 @@ reconcile the Linux driver runs (router namespaces, veth legs, addresses, routes
 host ends are ports of the plan, so phase 1 plugs them into kv-int like VM taps (router_legs.py
 brings them up), phase 2's flows keep a distributed router's shared gateway MAC off the tunnels
 (flows.py), and new floating IPs are announced last. Without one, a plan with routers is an error.
+
+Under the userspace datapath the host's own stack would see every frame of kvnet's kernel-device
+ports: right after phase 1, `host_isolation` puts a drop chain on each (in `host_netns`, the namespace
+the host's devices live in; None: this process's).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from kvnet.agent.plan import HostPlan
 from kvnet.dataplane import ReconcileResult
 from kvnet.dataplane.linux.router import RouterDriver
 from kvnet.dataplane.linux.router_diff import RouterChanges
-from kvnet.dataplane.ovs import openflow
+from kvnet.dataplane.ovs import host_isolation, openflow
 from kvnet.dataplane.ovs.diff import DbChanges, FlowChanges, diff_db, diff_flows
 from kvnet.dataplane.ovs.flows import is_redirect, render_flows, stale_redirects
 from kvnet.dataplane.ovs.monitor import RestartMonitor
@@ -39,9 +43,10 @@ DEFAULT_RUNDIR = Path("/var/run/openvswitch")
 
 
 class OvsDriver:
-    def __init__(self, rundir: Path = DEFAULT_RUNDIR, *, datapath_type: str = "system",
+    def __init__(self, rundir: Path = DEFAULT_RUNDIR, *, host_netns: str | None, datapath_type: str = "system",
                  timeout: float = 10.0, routers: RouterDriver | None = None) -> None:
         self.rundir = Path(rundir)
+        self.host_netns = host_netns  # required: isolation under `netdev` runs nft there
         self.routers = routers
         self.datapath_type = datapath_type
         self.db = Ovsdb(f"unix:{self.rundir / 'db.sock'}", timeout)
@@ -66,13 +71,15 @@ class OvsDriver:
             self.monitor = RestartMonitor(self, wake, interval_s)
             self.monitor.start()
 
-    def plan_changes(self, plan: HostPlan) -> tuple[DbChanges, FlowChanges]:
-        """What the next pass would change in OVSDB and OpenFlow (not the routers), without doing it."""
+    def plan_changes(self, plan: HostPlan) -> tuple[DbChanges, FlowChanges, host_isolation.IsolationChanges]:
+        """What the next pass would change in OVSDB, OpenFlow and the host isolation (not the routers),
+        without doing it."""
         observed = self.db.observe()
         lvids = assign_lvids(plan, _current_lvids(observed))
         desired_db = render_db(plan, lvids, self.datapath_type)
         flows = render_flows(plan, lvids, observed.ofports)
-        return diff_db(desired_db, observed), self._diff_flows(desired_db, flows)
+        isolation = host_isolation.plan_changes(desired_db, self.datapath_type, self.host_netns)
+        return diff_db(desired_db, observed), self._diff_flows(desired_db, flows), isolation
 
     def _diff_flows(self, desired_db: DesiredDb, flows: list[Flow]) -> FlowChanges:
         bridges = sorted(set(desired_db.bridges) | {f.bridge for f in flows})
@@ -112,6 +119,10 @@ class OvsDriver:
         error = self.db.apply(db_changes)
         if error:
             errors.append(error)
+        # After the ports are in (a device with an ofport exists, so it gets its chain in this pass, before
+        # the port is reported ACTIVE and the VM resumed).
+        isolated, isolation_errors = host_isolation.reconcile(desired_db, self.datapath_type, self.host_netns)
+        errors += isolation_errors
         if not db_changes.empty:
             observed = self.db.observe()
         flows = render_flows(plan, lvids, observed.ofports)
@@ -130,9 +141,10 @@ class OvsDriver:
         errors += [f"network {n}: type not supported by the OVS driver" for n in desired_db.unsupported]
         missing = [p for p in plan.ports if observed.ofports.get(p.device, -1) <= 0]
         return ReconcileResult(
-            added=_counts(db_changes, flow_changes, "add") | routed.added,
+            added=_counts(db_changes, flow_changes, "add") | routed.added | {"isolation": len(isolated.add)},
             changed=_counts(db_changes, flow_changes, "change") | routed.changed,
-            removed=_counts(db_changes, flow_changes, "del") | routed.removed,
+            removed=_counts(db_changes, flow_changes, "del") | routed.removed
+            | {"isolation": len(isolated.delete) + isolated.drop_table},
             missing_ports=tuple(p.port_id for p in missing), missing_devices=tuple(p.device for p in missing),
             errors=tuple(errors), duration_ms=(time.perf_counter() - start) * 1000)
 

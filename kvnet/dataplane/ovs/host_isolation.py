@@ -1,0 +1,90 @@
+"""Keep the host's own IP stack off kvnet's OVS ports under the userspace datapath (`netdev`).
+
+The kernel datapath takes a port's frames away from the host stack (its rx handler). The userspace
+datapath reads a kernel device (VM tap, router leg host end, physnet NIC) through an AF_PACKET socket,
+and the kernel still hands every frame to its own stack too: the host answers a VM's ARP for the
+host's addresses and, forwarding on, routes what the VM sends to its MAC -- a tenant reaching the
+hypervisor and the underlay. One nft `netdev` ingress chain with policy drop per such device ends it:
+AF_PACKET sees a frame before the ingress hook, so OVS still gets everything and the kernel nothing.
+
+The table `netdev kvnet_ovs` of the host namespace is kvnet's. Its chains are named `in-<device>` and
+have no rule, so the chain names say everything: observe lists them, the diff adds and deletes single
+chains in one nft transaction (a new VM does not rewrite every other port's chain). Chains only for
+devices that exist (older kernels refuse a hook on a missing device); one whose device is gone is
+deleted. Under the kernel datapath nothing is wanted, and a table left from `netdev` is deleted.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from kvnet.dataplane.linux.observe import tool
+from kvnet.dataplane.ovs.state import DesiredDb
+from kvnet.sys.cmd import run, run_json
+
+TABLE = "kvnet_ovs"  # family netdev
+ISOLATING_DATAPATH = "netdev"
+_CHAIN = re.compile(r"^\s*chain in-(\S+) \{", re.MULTILINE)
+
+
+class IsolationChanges(NamedTuple):
+    add: tuple[str, ...] = ()  # devices
+    delete: tuple[str, ...] = ()
+    drop_table: bool = False  # nothing wanted and a table is there
+
+    @property
+    def empty(self) -> bool:
+        return not (self.add or self.delete or self.drop_table)
+
+
+def kernel_ports(db: DesiredDb) -> set[str]:
+    """kvnet's OVS ports that are kernel devices: VM taps, leg host ends, physnet NICs (not tunnel or
+    patch ports, which exist only inside OVS)."""
+    return {port.name for port in db.ports.values() if port.type == ""}
+
+
+def observe(host_netns: str | None) -> set[str] | None:
+    """Devices with a chain in the table; None when there is no table."""
+    listing = run(["nft", "list", "table", "netdev", TABLE], netns=host_netns, check=False)
+    return set(_CHAIN.findall(listing.stdout)) if listing.returncode == 0 else None
+
+
+def diff(wanted: set[str], observed: set[str] | None) -> IsolationChanges:
+    have = observed or set()
+    return IsolationChanges(tuple(sorted(wanted - have)), tuple(sorted(have - wanted)),
+                            drop_table=not wanted and observed is not None)
+
+
+def script(changes: IsolationChanges) -> str:
+    """One nft transaction: the table (created if missing), new chains, chains to delete."""
+    if changes.drop_table:
+        return f"delete table netdev {TABLE}\n"
+    lines = [f"table netdev {TABLE} {{}}"]
+    lines += [f'add chain netdev {TABLE} in-{dev} {{ type filter hook ingress device "{dev}" priority filter; '
+              f"policy drop; }}" for dev in changes.add]
+    lines += [f"delete chain netdev {TABLE} in-{dev}" for dev in changes.delete]
+    return "\n".join(lines) + "\n"
+
+
+def plan_changes(db: DesiredDb, datapath_type: str, host_netns: str | None,
+                 devices: Iterable[str] | None = None) -> IsolationChanges:
+    """What the host's table needs; `devices`: the host's links (listed here when not given)."""
+    wanted: set[str] = set()
+    if datapath_type == ISOLATING_DATAPATH and (ports := kernel_ports(db)):
+        if devices is None:
+            devices = [row["ifname"] for row in run_json([*tool("ip", host_netns), "-j", "link", "show"])]
+        wanted = ports & set(devices)
+    return diff(wanted, observe(host_netns))
+
+
+def reconcile(db: DesiredDb, datapath_type: str, host_netns: str | None) -> tuple[IsolationChanges, list[str]]:
+    """(what was changed, errors)."""
+    changes = plan_changes(db, datapath_type, host_netns)
+    if changes.empty:
+        return changes, []
+    proc = run(["nft", "-f", "-"], netns=host_netns, input=script(changes), check=False)
+    if proc.returncode != 0:
+        return changes, [f"nft (host isolation): {proc.stderr.strip()[:2000]}"]
+    return changes, []
