@@ -94,7 +94,9 @@ def test_parse_what_ovs_ofctl_prints() -> None:
 
 def test_host_isolation_wants_kernel_devices_only_and_changes_single_chains() -> None:
     db = render_db(PLAN, {"net-vx": 1, "net-vl": 2}, "netdev")
-    assert host_isolation.kernel_ports(db) == {"kvt-p1", "kvt-p2", "ph0"}  # not kv-vxlan, not the patches
+    assert host_isolation.wanted(db, "netdev", OFPORTS) == {"kvt-p1", "kvt-p2", "ph0"}  # not kv-vxlan, patches
+    assert host_isolation.wanted(db, "netdev", {**OFPORTS, "kvt-p1": -1}) == {"kvt-p2", "ph0"}  # not opened yet
+    assert host_isolation.wanted(db, "system", OFPORTS) == set()
     changes = host_isolation.diff({"kvt-p1", "ph0"}, {"ph0", "kvt-gone"})
     assert (changes.add, changes.delete, changes.drop_table) == (("kvt-p1",), ("kvt-gone",), False)
     script = host_isolation.script(changes)

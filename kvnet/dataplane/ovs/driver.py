@@ -16,8 +16,8 @@ brings them up), phase 2's flows keep a distributed router's shared gateway MAC 
 (flows.py), and new floating IPs are announced last. Without one, a plan with routers is an error.
 
 Under the userspace datapath the host's own stack would see every frame of kvnet's kernel-device
-ports: right after phase 1, `host_isolation` puts a drop chain on each (in `host_netns`, the namespace
-the host's devices live in; None: this process's).
+ports: right after phase 1, `host_isolation` puts a drop chain on each port OVS has opened (in
+`host_netns`, the namespace the host's devices live in; None: this process's).
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ class OvsDriver:
                  timeout: float = 10.0, routers: RouterDriver | None = None) -> None:
         self.rundir = Path(rundir)
         self.host_netns = host_netns  # required: isolation under `netdev` runs nft there
+        self.isolation_settled = False  # under the kernel datapath: no table left from `netdev` (checked once)
         self.routers = routers
         self.datapath_type = datapath_type
         self.db = Ovsdb(f"unix:{self.rundir / 'db.sock'}", timeout)
@@ -78,7 +79,8 @@ class OvsDriver:
         lvids = assign_lvids(plan, _current_lvids(observed))
         desired_db = render_db(plan, lvids, self.datapath_type)
         flows = render_flows(plan, lvids, observed.ofports)
-        isolation = host_isolation.plan_changes(desired_db, self.datapath_type, self.host_netns)
+        isolation = host_isolation.diff(host_isolation.wanted(desired_db, self.datapath_type, observed.ofports),
+                                        host_isolation.observe(self.host_netns))
         return diff_db(desired_db, observed), self._diff_flows(desired_db, flows), isolation
 
     def _diff_flows(self, desired_db: DesiredDb, flows: list[Flow]) -> FlowChanges:
@@ -107,6 +109,18 @@ class OvsDriver:
         error = openflow.apply(self.rundir, INT_BRIDGE, [], stale) if stale else None
         return [error] if error else []
 
+    def _isolate(self, desired_db: DesiredDb,
+                 ofports: dict[str, int]) -> tuple[host_isolation.IsolationChanges, list[str]]:
+        """The host isolation from the same ofports that decide ACTIVE, so a port is isolated before it is
+        reported ACTIVE (and its VM resumed). Under the kernel datapath (fixed for this driver's life)
+        only the first pass looks, for a table left from `netdev`."""
+        if self.isolation_settled:
+            return host_isolation.IsolationChanges(), []
+        changes, errors = host_isolation.reconcile(host_isolation.wanted(desired_db, self.datapath_type, ofports),
+                                                   self.host_netns)
+        self.isolation_settled = self.datapath_type != host_isolation.ISOLATING_DATAPATH and not errors
+        return changes, errors
+
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
         start = time.perf_counter()
         errors = self._stop_stale_redirects(plan)
@@ -119,12 +133,10 @@ class OvsDriver:
         error = self.db.apply(db_changes)
         if error:
             errors.append(error)
-        # After the ports are in (a device with an ofport exists, so it gets its chain in this pass, before
-        # the port is reported ACTIVE and the VM resumed).
-        isolated, isolation_errors = host_isolation.reconcile(desired_db, self.datapath_type, self.host_netns)
-        errors += isolation_errors
         if not db_changes.empty:
             observed = self.db.observe()
+        isolated, isolation_errors = self._isolate(desired_db, observed.ofports)
+        errors += isolation_errors
         flows = render_flows(plan, lvids, observed.ofports)
         bridges = sorted(set(desired_db.bridges) | {f.bridge for f in flows})
         flow_changes = self._diff_flows(desired_db, flows)

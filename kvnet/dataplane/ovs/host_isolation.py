@@ -10,19 +10,20 @@ AF_PACKET sees a frame before the ingress hook, so OVS still gets everything and
 The table `netdev kvnet_ovs` of the host namespace is kvnet's. Its chains are named `in-<device>` and
 have no rule, so the chain names say everything: observe lists them, the diff adds and deletes single
 chains in one nft transaction (a new VM does not rewrite every other port's chain). Chains only for
-devices that exist (older kernels refuse a hook on a missing device); one whose device is gone is
-deleted. Under the kernel datapath nothing is wanted, and a table left from `netdev` is deleted.
+ports OVS has opened (ofport > 0: the device exists, and older kernels refuse a hook on a missing
+one), so a port gets its chain in the pass that makes it ACTIVE; one whose device is gone is deleted.
+Under the kernel datapath nothing is wanted, and a table left from `netdev` is deleted: its drop
+chains would run before the kernel datapath and cut the VMs off.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Mapping
 from typing import NamedTuple
 
-from kvnet.dataplane.linux.observe import tool
 from kvnet.dataplane.ovs.state import DesiredDb
-from kvnet.sys.cmd import run, run_json
+from kvnet.sys.cmd import run
 
 TABLE = "kvnet_ovs"  # family netdev
 ISOLATING_DATAPATH = "netdev"
@@ -39,22 +40,27 @@ class IsolationChanges(NamedTuple):
         return not (self.add or self.delete or self.drop_table)
 
 
-def kernel_ports(db: DesiredDb) -> set[str]:
-    """kvnet's OVS ports that are kernel devices: VM taps, leg host ends, physnet NICs (not tunnel or
-    patch ports, which exist only inside OVS)."""
-    return {port.name for port in db.ports.values() if port.type == ""}
+def wanted(db: DesiredDb, datapath_type: str, ofports: Mapping[str, int]) -> set[str]:
+    """The devices that need a chain: kvnet's OVS ports that are kernel devices (VM taps, leg host ends,
+    physnet NICs; not tunnel or patch ports, which exist only inside OVS) and that OVS has opened."""
+    if datapath_type != ISOLATING_DATAPATH:
+        return set()
+    return {port.name for port in db.ports.values() if port.type == "" and ofports.get(port.name, -1) > 0}
 
 
 def observe(host_netns: str | None) -> set[str] | None:
     """Devices with a chain in the table; None when there is no table."""
-    listing = run(["nft", "list", "table", "netdev", TABLE], netns=host_netns, check=False)
+    try:
+        listing = run(["nft", "list", "table", "netdev", TABLE], netns=host_netns, check=False)
+    except FileNotFoundError:  # a kernel-datapath host without nft has no table either
+        return None
     return set(_CHAIN.findall(listing.stdout)) if listing.returncode == 0 else None
 
 
-def diff(wanted: set[str], observed: set[str] | None) -> IsolationChanges:
+def diff(devices: set[str], observed: set[str] | None) -> IsolationChanges:
     have = observed or set()
-    return IsolationChanges(tuple(sorted(wanted - have)), tuple(sorted(have - wanted)),
-                            drop_table=not wanted and observed is not None)
+    return IsolationChanges(tuple(sorted(devices - have)), tuple(sorted(have - devices)),
+                            drop_table=not devices and observed is not None)
 
 
 def script(changes: IsolationChanges) -> str:
@@ -68,20 +74,9 @@ def script(changes: IsolationChanges) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plan_changes(db: DesiredDb, datapath_type: str, host_netns: str | None,
-                 devices: Iterable[str] | None = None) -> IsolationChanges:
-    """What the host's table needs; `devices`: the host's links (listed here when not given)."""
-    wanted: set[str] = set()
-    if datapath_type == ISOLATING_DATAPATH and (ports := kernel_ports(db)):
-        if devices is None:
-            devices = [row["ifname"] for row in run_json([*tool("ip", host_netns), "-j", "link", "show"])]
-        wanted = ports & set(devices)
-    return diff(wanted, observe(host_netns))
-
-
-def reconcile(db: DesiredDb, datapath_type: str, host_netns: str | None) -> tuple[IsolationChanges, list[str]]:
-    """(what was changed, errors)."""
-    changes = plan_changes(db, datapath_type, host_netns)
+def reconcile(devices: set[str], host_netns: str | None) -> tuple[IsolationChanges, list[str]]:
+    """Chains for exactly `devices` (see `wanted`); returns (what was changed, errors)."""
+    changes = diff(devices, observe(host_netns))
     if changes.empty:
         return changes, []
     proc = run(["nft", "-f", "-"], netns=host_netns, input=script(changes), check=False)
