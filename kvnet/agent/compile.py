@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from kvnet.agent.model import CloudModel
-from kvnet.agent.plan import (
+from kvnet.agent.routing import RoutingView
+from kvnet.model.resources import Host, Network, Port
+from kvnet.plan import (
     HostPlan,
     NetworkPlan,
     PortPlan,
@@ -21,8 +23,6 @@ from kvnet.agent.plan import (
     port_device_name,
     tunnel_name,
 )
-from kvnet.agent.routing import RoutingView
-from kvnet.model.resources import Host, Network, Port
 
 # Ports plugged by the hypervisor into the host bridge. SR-IOV (direct/passthrough) bypasses it.
 BRIDGED_VNIC_TYPES = ("normal", "vhost")

@@ -26,11 +26,11 @@ from typing import Any
 from kvnet import __version__
 from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
-from kvnet.agent.plan import HostPlan
 from kvnet.agent.vf import VFAssignment, VFReconciler, compile_vfs
 from kvnet.client import Client, ServerUnavailable
 from kvnet.dataplane import Driver, ReconcileResult
 from kvnet.errors import Compacted, KvnetError
+from kvnet.plan import HostPlan
 from kvnet.sriov.report import REPORT_KEY as SRIOV_REPORT_KEY
 from kvnet.sriov.source import SriovSource, sriov_source
 from kvnet.sys.cmd import in_netns

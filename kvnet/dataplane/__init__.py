@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from kvnet.agent.plan import HostPlan
+from kvnet.plan import HostPlan
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from kvnet.agent.plan import port_device_name
 from kvnet.dataplane.linux.router_state import router_ns_prefix
 from kvnet.lab import names as n
 from kvnet.lab.demo import DemoVM, boot_vm, ping_matrix
@@ -27,6 +26,7 @@ from kvnet.lab.demo_routing import (
 from kvnet.lab.probe import arp_replies, ping, ping_until
 from kvnet.lab.testing import Routed, routed_lab
 from kvnet.lab.vm import delete_vm
+from kvnet.plan import port_device_name
 from kvnet.sys import netns
 from kvnet.sys.cmd import run, run_json
 

@@ -4,11 +4,11 @@ the pins)."""
 
 from __future__ import annotations
 
-from kvnet.agent.plan import HostPlan, PortPlan, RouterLeg, RouterPlan
 from kvnet.dataplane.linux.gateway_redirect import Redirect, desired_redirects, render_table, table_script
 from kvnet.dataplane.linux.observe import parse_pins
 from kvnet.dataplane.linux.pinned_fdb import desired_pins, diff_pins, kvnet_port_devices, plan_pins
 from kvnet.dataplane.linux.state import Link, ObservedState
+from kvnet.plan import HostPlan, PortPlan, RouterLeg, RouterPlan
 
 GW, FQ = "fa:6b:76:00:01:00", "02:6b:00:00:00:01"
 HOLDER = PortPlan("vm-a", "net-a", "fa:6b:76:00:02:00", ("10.1.0.10",), "kvt-a", 1450, gateway_redirects=((GW, FQ),))

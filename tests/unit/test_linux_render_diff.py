@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvnet.agent.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint
 from kvnet.dataplane.linux.apply import batches
 from kvnet.dataplane.linux.diff import diff
 from kvnet.dataplane.linux.render import render
 from kvnet.dataplane.linux.state import FLOOD_MAC, Fdb, Link, Neigh, ObservedState
+from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint
 
 NET = NetworkPlan(
     "n1", "vxlan", 1001, 1450, "kvb-n1", "kvx-n1", None, flood_to=("192.0.2.2", "192.0.2.3"),

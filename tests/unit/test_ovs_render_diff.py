@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvnet.agent.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint
 from kvnet.dataplane.ovs import host_isolation
 from kvnet.dataplane.ovs.diff import diff_db, diff_flows
 from kvnet.dataplane.ovs.flows import ARP, CLASSIFY, FLOOD, L2, render_flows
 from kvnet.dataplane.ovs.openflow import bundle_lines, parse_flow
 from kvnet.dataplane.ovs.render import assign_lvids, render_db
 from kvnet.dataplane.ovs.state import COOKIE_MARK, COOKIE_SHIFT, INT_BRIDGE, ObservedDb, ObservedFlow
+from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint
 
 VX = NetworkPlan("net-vx", "vxlan", 1001, 1450, "kvb-vx", "kvx-vx", None, flood_to=("192.0.2.2", "192.0.2.3"),
                  remotes=(RemoteEndpoint("fa:16:3e:00:00:02", ("10.0.0.2",), "192.0.2.2"),),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane import ReconcileResult
 from kvnet.dataplane.linux.apply import apply
 from kvnet.dataplane.linux.diff import ChangeSet, diff
@@ -18,6 +17,7 @@ from kvnet.dataplane.linux.pinned_fdb import reconcile_pins
 from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode, render
 from kvnet.dataplane.linux.router import RouterDriver
 from kvnet.dataplane.linux.state import ObservedState
+from kvnet.plan import HostPlan
 
 
 class LinuxDriver:

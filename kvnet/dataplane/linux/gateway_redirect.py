@@ -27,9 +27,9 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.observe import tool
+from kvnet.plan import HostPlan
 from kvnet.sys.cmd import run, run_json
 
 TABLE = "kvnet"  # family netdev

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane.linux.observe import tool
 from kvnet.dataplane.linux.state import ObservedState
+from kvnet.plan import HostPlan
 from kvnet.sys.cmd import run
 
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from typing import Literal
 
-from kvnet.agent.plan import ALIAS_PREFIX, NAME_PREFIX, VXLAN_UDP_PORT, HostPlan, NetworkPlan
 from kvnet.dataplane.linux.state import (
     FLOOD_MAC,
     Attachment,
@@ -38,6 +37,7 @@ from kvnet.dataplane.linux.state import (
     PortConf,
     VxlanConf,
 )
+from kvnet.plan import ALIAS_PREFIX, NAME_PREFIX, VXLAN_UDP_PORT, HostPlan, NetworkPlan
 
 ArpMode = Literal["vxlan_proxy", "bridge_suppress"]
 DEFAULT_ARP_MODE: ArpMode = "vxlan_proxy"

@@ -13,11 +13,11 @@ tunnels (`kvnet.dataplane.ovs.flows`) -- and call `after_l2` last.
 
 from __future__ import annotations
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane.linux.router_apply import announce_fips, apply_routers
 from kvnet.dataplane.linux.router_diff import RouterChanges, diff_routers
 from kvnet.dataplane.linux.router_observe import observe_routers
 from kvnet.dataplane.linux.router_render import render_routers
+from kvnet.plan import HostPlan
 from kvnet.sys.cmd import run
 
 

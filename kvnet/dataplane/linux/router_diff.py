@@ -11,9 +11,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec
 from kvnet.dataplane.linux.nat import table_script
 from kvnet.dataplane.linux.router_state import ROUTE_PROTO, LegLink, RouterNs
+from kvnet.plan import NeighSpec, RouteSpec, RuleSpec
 
 T = TypeVar("T")
 

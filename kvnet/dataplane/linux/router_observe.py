@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec
 from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.router_state import NFT_TABLE, ROUTE_PROTO, LegLink, RouterNs, router_ns_prefix
+from kvnet.plan import NeighSpec, RouteSpec, RuleSpec
 from kvnet.sys import netns
 from kvnet.sys.cmd import CommandError, run_json
 

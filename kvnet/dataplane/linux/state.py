@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kvnet.agent.plan import ALIAS_PREFIX, NAME_PREFIX
+from kvnet.plan import ALIAS_PREFIX, NAME_PREFIX
 
 FLOOD_MAC = "00:00:00:00:00:00"
 

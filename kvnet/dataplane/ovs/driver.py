@@ -26,7 +26,6 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane import ReconcileResult
 from kvnet.dataplane.linux.router import RouterDriver
 from kvnet.dataplane.linux.router_diff import RouterChanges
@@ -38,6 +37,7 @@ from kvnet.dataplane.ovs.ovsdb import Ovsdb
 from kvnet.dataplane.ovs.render import assign_lvids, render_db
 from kvnet.dataplane.ovs.router_legs import legs_up
 from kvnet.dataplane.ovs.state import INT_BRIDGE, DesiredDb, Flow, ObservedDb
+from kvnet.plan import HostPlan
 
 DEFAULT_RUNDIR = Path("/var/run/openvswitch")
 

@@ -9,8 +9,8 @@ every pass brings a leg's host end up if it is down (the Linux driver's L2 pass 
 
 from __future__ import annotations
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane.linux.observe import tool
+from kvnet.plan import HostPlan
 from kvnet.sys.cmd import run, run_json
 
 
