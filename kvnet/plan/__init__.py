@@ -4,7 +4,7 @@ The agent compiles it (`kvnet.agent.compile`, pure); every driver (`kvnet.datapl
 `kvnet.dataplane.ovs`) imports it and nothing of the agent, so the dataplane depends on the contract only.
 """
 
-from kvnet.plan.host import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint
+from kvnet.plan.host import HostPlan, NameConflict, NetworkPlan, PortPlan, RemoteEndpoint
 from kvnet.plan.names import (
     ALIAS_PREFIX,
     NAME_PREFIX,
@@ -28,6 +28,6 @@ from kvnet.plan.routing import (
 
 __all__ = [
     "ALIAS_PREFIX", "MARK_HAIRPIN", "NAME_PREFIX", "SHORT_ID_LEN", "SNAT_NEXT_HOP", "VXLAN_UDP_PORT",
-    "FloatingIPNat", "HostPlan", "NeighSpec", "NetworkPlan", "PortPlan", "RemoteEndpoint", "RouteSpec",
+    "FloatingIPNat", "HostPlan", "NameConflict", "NeighSpec", "NetworkPlan", "PortPlan", "RemoteEndpoint", "RouteSpec",
     "RouterLeg", "RouterPlan", "RuleSpec", "bridge_name", "port_device_name", "short_id", "tunnel_name",
 ]

@@ -63,6 +63,22 @@ class NetworkPlan:
     arp_entries: tuple[tuple[str, str], ...] = ()
 
 
+@dataclass(frozen=True, order=True)
+class NameConflict:
+    """Two resources whose derived names collide on this host (`kind`: bridge, tap, router_ns, leg): compile
+    plans neither, and the ports they serve here are reported ERROR with `message`."""
+
+    kind: str
+    name: str
+    resource_ids: tuple[str, ...]
+    port_ids: tuple[str, ...]  # the ports left out of the plan because of it
+
+    @property
+    def message(self) -> str:
+        return (f"{self.kind} name {self.name} derives from more than one id ({', '.join(self.resource_ids)}): "
+                "neither is programmed on this host")
+
+
 @dataclass(frozen=True)
 class HostPlan:
     host: str
@@ -75,6 +91,8 @@ class HostPlan:
     extras: tuple[object, ...] = field(default=())
     # Router namespaces on this host (kvnet.agent.routing): centralized, DVR, DVR FIP, DVR+SNAT.
     routers: tuple[RouterPlan, ...] = ()
+    # Resources left out because their names collide on this host (kvnet.agent.names).
+    conflicts: tuple[NameConflict, ...] = ()
 
     def network(self, network_id: str) -> NetworkPlan | None:
         return next((n for n in self.networks if n.network_id == network_id), None)
