@@ -2,7 +2,8 @@
 iproute2 call each.
 
 Per-device calls would cost one process per object; three JSON dumps cost the same for 10 or
-10,000 objects apart from parsing.
+10,000 objects apart from parsing. A listing that fails raises `CommandError`: the caller treats the
+state as unknown, never as empty.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from kvnet.dataplane.linux.state import Fdb, Link, Neigh, ObservedState, PortConf, VxlanConf
-from kvnet.sys.cmd import run_json
+from kvnet.sys.runner import SYSTEM, Runner, json_of
 
 
 def tool(name: str, netns: str | None) -> list[str]:
@@ -18,12 +19,12 @@ def tool(name: str, netns: str | None) -> list[str]:
     return [name, "-n", netns] if netns else [name]
 
 
-def observe(netns: str | None = None) -> ObservedState:
-    links = {link.name: link for link in map(parse_link, run_json([*tool("ip", netns), "-j", "-d", "link",
-                                                                    "show"]))}
+def observe(netns: str | None = None, runner: Runner = SYSTEM) -> ObservedState:
+    links = {link.name: link for link in map(parse_link, json_of(runner, [*tool("ip", netns), "-j", "-d", "link",
+                                                                           "show"]))}
     owned = {name for name, link in links.items() if link.owned}
-    fdb_rows = run_json([*tool("bridge", netns), "-j", "fdb", "show"])
-    neigh = parse_neigh(run_json([*tool("ip", netns), "-j", "neigh", "show", "nud", "permanent"]), owned)
+    fdb_rows = json_of(runner, [*tool("bridge", netns), "-j", "fdb", "show"])
+    neigh = parse_neigh(json_of(runner, [*tool("ip", netns), "-j", "neigh", "show", "nud", "permanent"]), owned)
     return ObservedState(links, parse_fdb(fdb_rows, owned), neigh, parse_pins(fdb_rows))
 
 

@@ -19,11 +19,16 @@ has not created yet gets its pin in a later pass). The entries are read by the L
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from kvnet.dataplane.linux.observe import tool
 from kvnet.dataplane.linux.state import ObservedState
+from kvnet.dataplane.result import PhaseResult
 from kvnet.plan import HostPlan
-from kvnet.sys.cmd import run
+from kvnet.sys.batch import run_batch
+
+if TYPE_CHECKING:
+    from kvnet.dataplane.linux.context import LinuxPass
 
 
 @dataclass
@@ -64,10 +69,23 @@ def pending(plan: HostPlan, observed: ObservedState) -> tuple[int, int]:
     return len(changes.delete), len(changes.delete) + len(changes.add)
 
 
-def reconcile_pins(plan: HostPlan, host_netns: str | None, observed: ObservedState) -> tuple[FdbPinChanges, list[str]]:
-    changes = plan_pins(plan, observed)
-    lines = changes.lines()
-    if not lines:
-        return changes, []
-    proc = run([*tool("bridge", host_netns), "-force", "-batch", "-"], input="\n".join(lines) + "\n", check=False)
-    return changes, [] if proc.returncode == 0 else [f"bridge -batch (pinned MACs): {proc.stderr.strip()[:2000]}"]
+class PinnedFdb:
+    """The pins, from the L2 manager's observation (so after it: a device it plugged gets its pin now)."""
+
+    phase = "pinned-fdb"
+
+    def reconcile(self, ctx: LinuxPass) -> PhaseResult:
+        result = PhaseResult(self.phase)
+        by_device = {port.device: port.port_id for port in ctx.plan.ports}
+        if ctx.observed is None:
+            return result.unknown("the host's FDB was not read", {by_device[d] for d, _ in desired_pins(ctx.plan)
+                                                                  if d in by_device})
+        changes = plan_pins(ctx.plan, ctx.observed)
+        entries = changes.delete + changes.add
+        refused = run_batch(ctx.runner, tool("bridge", ctx.netns), changes.lines()) if entries else {}
+        for index, message in sorted(refused.items()):
+            device, mac = entries[index]
+            result.fail("pin", f"{mac} dev {device}", message, [by_device[device]] if device in by_device else [])
+        result.added["pin"] = len(changes.add)
+        result.removed["pin"] = len(changes.delete)
+        return result
