@@ -131,8 +131,13 @@ class Client:
     def router_remove_interface(self, router_id: str, subnet_id: str) -> dict[str, Any]:
         return self.request("PUT", f"/v1/routers/{router_id}/remove_interface", json={"subnet_id": subnet_id})
 
-    def set_port_status(self, port_id: str, status: str, detail: dict[str, Any]) -> dict[str, Any]:
-        return self.request("PUT", f"/v1/ports/{port_id}/status", json={"status": status, "detail": detail})
+    def set_port_status(self, port_id: str, status: str, detail: dict[str, Any],
+                        host: str | None = None) -> dict[str, Any]:
+        """`host`: the reporting agent's host (the server accepts status only from the port's binding host)."""
+        body: dict[str, Any] = {"status": status, "detail": detail}
+        if host is not None:
+            body["host"] = host
+        return self.request("PUT", f"/v1/ports/{port_id}/status", json=body)
 
     def heartbeat(self, host: str, agent: dict[str, Any]) -> dict[str, Any]:
         return self.request("PUT", f"/v1/hosts/{host}/heartbeat", json=agent)
