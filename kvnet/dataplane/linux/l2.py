@@ -3,6 +3,10 @@
 observe (three listings) -> diff -> apply (batches, `apply.py`). Its observation is kept in the pass for
 the managers after it (pins, redirects). A listing that fails leaves L2 unknown for the pass: nothing
 is written, every port is left as it was reported.
+
+A link is kvnet's by its alias, which `ip link add` cannot set: a bridge or tunnel created in this pass
+whose alias line then failed would look foreign to every later pass and never be repaired, so such a
+link is deleted again in the same pass (nothing uses it yet) and created whole by the next.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ from typing import TYPE_CHECKING
 from kvnet.dataplane.linux.apply import apply
 from kvnet.dataplane.linux.context import ports_by_device, ports_by_network
 from kvnet.dataplane.linux.diff import diff
-from kvnet.dataplane.linux.observe import observe
+from kvnet.dataplane.linux.observe import observe, tool
 from kvnet.dataplane.linux.render import ArpMode, render
 from kvnet.dataplane.result import PhaseResult
+from kvnet.sys.batch import run_batch
 from kvnet.sys.cmd import CommandError
 
 if TYPE_CHECKING:
@@ -37,7 +42,12 @@ class L2:
         desired = render(plan, self.arp_mode)
         changes = diff(desired, ctx.observed)
         serves = ports_by_device(plan)
-        result.failures += apply(changes, ctx.netns, ctx.runner, serves)
+        failures = apply(changes, ctx.netns, ctx.runner, serves)
+        result.failures += failures
+        created = {link.name for link in changes.link_add}
+        half_made = sorted({f.key for f in failures if f.kind == "link" and f.key in created})
+        if half_made:
+            run_batch(ctx.runner, tool("ip", ctx.netns), [f"link del dev {name}" for name in half_made])
         for name in changes.conflicts:
             result.fail("link", name, "exists but is not kvnet's; left alone", serves.get(name, ()))
         for network_id in desired.unsupported:
