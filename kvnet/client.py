@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 
 from kvnet import errors
+from kvnet.model.resources import is_uuid
 
 DEFAULT_URL = "http://127.0.0.1:9797"
 ERROR_TYPES: dict[str, type[errors.KvnetError]] = {
-    cls.__name__: cls for cls in (errors.InvalidInput, errors.NotFound, errors.Conflict,
+    cls.__name__: cls for cls in (errors.InvalidInput, errors.NotFound, errors.Conflict, errors.IdTaken,
                                   errors.RetryableConflict, errors.Exhausted)
 }
 
@@ -94,9 +95,9 @@ class Client:
             body = {"id": str(uuid.uuid4()), **body}
         try:
             return self.request("POST", f"/v1/{kind}", json=body)
-        except errors.InvalidInput as exc:
+        except errors.IdTaken as exc:
             rid = body.get("id") or body.get("name")
-            if self.resent and exc.field == "id" and "already exists" in exc.message and rid:
+            if self.resent and "already exists" in exc.message and rid:
                 return self.get(kind, rid)  # our first copy landed before its server died
             raise
 
@@ -112,17 +113,21 @@ class Client:
     def delete(self, kind: str, rid: str) -> None:
         self.request("DELETE", f"/v1/{kind}/{rid}")
 
-    def find(self, kind: str, ref: str) -> dict[str, Any]:
-        """A resource by id or by unique name."""
-        try:
+    def find(self, kind: str, ref: str, project: str | None = None) -> dict[str, Any]:
+        """A resource by its full id (a UUID; a host's name is its id), else by its name, which must be
+        unique (within `project` when given). A name never matches an id, nor an id a name."""
+        if kind == "hosts" or is_uuid(ref):
             return self.get(kind, ref)
-        except errors.NotFound:
-            matches = self.list(kind, name=ref)
-            if len(matches) == 1:
-                return matches[0]
-            if matches:
-                raise errors.Conflict(f"{len(matches)} {kind} are named {ref!r}; use the id", field="name") from None
-            raise errors.NotFound(f"no {kind[:-1]} with id or name {ref!r}", field="id") from None
+        filters = {"name": ref} | ({"project_id": project} if project else {})
+        matches = self.list(kind, **filters)
+        if len(matches) == 1:
+            return matches[0]
+        where = f" in project {project}" if project else ""
+        if matches:
+            projects = sorted({m.get("project_id", "") for m in matches})
+            hint = f" (projects {', '.join(projects)}: give --project)" if len(projects) > 1 and not project else ""
+            raise errors.Conflict(f"{len(matches)} {kind} are named {ref!r}{where}{hint}; use the id", field="name")
+        raise errors.NotFound(f"no {kind[:-1]} named {ref!r}{where}", field="name")
 
     # -- actions --------------------------------------------------------------------------------
     def router_add_interface(self, router_id: str, subnet_id: str) -> dict[str, Any]:
@@ -131,8 +136,17 @@ class Client:
     def router_remove_interface(self, router_id: str, subnet_id: str) -> dict[str, Any]:
         return self.request("PUT", f"/v1/routers/{router_id}/remove_interface", json={"subnet_id": subnet_id})
 
-    def set_port_status(self, port_id: str, status: str, detail: dict[str, Any]) -> dict[str, Any]:
-        return self.request("PUT", f"/v1/ports/{port_id}/status", json={"status": status, "detail": detail})
+    def set_port_status(self, port_id: str, status: str, detail: dict[str, Any], *, host: str) -> dict[str, Any]:
+        """Reported by `host`'s agent, which must be the port's binding host."""
+        return self.request("PUT", f"/v1/ports/{port_id}/status",
+                            json={"status": status, "detail": detail, "host": host})
+
+    def drain_host(self, host: str) -> dict[str, Any]:
+        return self.request("POST", f"/v1/hosts/{host}/drain")
+
+    def batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """Several writes in one transaction (kvnet.server.batch): {"revision", "results"}."""
+        return self.request("POST", "/v1/batch", json={"operations": operations})
 
     def heartbeat(self, host: str, agent: dict[str, Any]) -> dict[str, Any]:
         return self.request("PUT", f"/v1/hosts/{host}/heartbeat", json=agent)

@@ -184,7 +184,7 @@ class Agent:
                 first = self.stats.first_seen.get(port_id, time.monotonic())
                 detail["wired_ms"] = round((time.monotonic() - first) * 1000, 1)
             try:
-                self.client.set_port_status(port_id, want, detail)
+                self.client.set_port_status(port_id, want, detail, host=self.host)
                 self.stats.reported[port_id] = want
             except KvnetError as exc:
                 log.warning("could not report port %s %s: %s", port_id, want, exc)

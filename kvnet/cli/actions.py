@@ -1,13 +1,17 @@
-"""Commands that are not plain CRUD: router interfaces and gateway, floating IP association, config."""
+"""Commands that are not plain CRUD: router interfaces and gateway, floating IP association, config,
+host delete with drain."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 import typer
 
 from kvnet.cli.common import connected, json_option, parse_assignments, server_option, show
-from kvnet.errors import InvalidInput
+from kvnet.cli.output import say
+from kvnet.client import Client
+from kvnet.errors import Conflict, InvalidInput
 
 
 def router_commands(sub: typer.Typer) -> None:
@@ -63,6 +67,53 @@ def floatingip_commands(sub: typer.Typer) -> None:
             show(client.update("floatingips", client.find("floatingips", fip)["id"], changes), as_json)
 
 
+DRAIN_WAIT_S = 35.0  # three heartbeats of a default agent, plus its pass
+
+
+def host_commands(sub: typer.Typer) -> None:
+    @sub.command("delete")
+    def delete(host: str = typer.Argument(..., help="host name"),
+               drain: bool = typer.Option(False, "--drain", help="unbind its ports first and wait for its agent "
+                                                                 "to remove their objects"),
+               server: str = server_option()) -> None:
+        """Delete a host. Refused while ports are bound to it, unless --drain."""
+        with connected(server) as client:
+            if drain:
+                drain_host(client, host)
+            client.delete("hosts", host)
+        say(f"deleted host {host}")
+
+    @sub.command("drain")
+    def drain_(host: str = typer.Argument(..., help="host name"), server: str = server_option()) -> None:
+        """Unbind every port bound to the host (they go DOWN) and wait for its agent to remove them."""
+        with connected(server) as client:
+            drain_host(client, host)
+
+
+def drain_host(client: Client, host: str) -> None:
+    """Unbind the host's ports, then wait (with a deadline) until its agent, if it is up, has reconciled
+    past the unbinding: its record must still exist then, or the agent keeps what it had."""
+    result = client.drain_host(host)
+    say(f"host {host}: {result['unbound_ports']} port(s) unbound")
+    if not result["unbound_ports"]:
+        return
+    deadline = time.monotonic() + DRAIN_WAIT_S
+    say(f"waiting for the agent of {host} to remove their objects (up to {DRAIN_WAIT_S:.0f}s)", style="dim")
+    while True:
+        record = client.get("hosts", host)
+        agent = record.get("agent") or {}
+        if record.get("status") != "up":
+            say(f"host {host} is {record.get('status')}: not waiting for its agent", style="yellow")
+            return
+        if (agent.get("reconciled_revision") or 0) >= result["revision"]:
+            return
+        if time.monotonic() > deadline:
+            raise Conflict(f"the agent of {host} has not reported a pass since the drain (revision "
+                           f"{result['revision']}) within {DRAIN_WAIT_S:.0f}s; its ports are unbound, check it "
+                           "and delete again", field="host")
+        time.sleep(0.5)
+
+
 def config_app() -> typer.Typer:
     app = typer.Typer(no_args_is_help=True, help="Cloud-wide settings (underlay MTU, segment ranges, base MAC).")
 
@@ -89,6 +140,7 @@ def port_commands(sub: typer.Typer) -> None:
 
 
 EXTRA: dict[str, Callable[[typer.Typer], None]] = {
+    "hosts": host_commands,
     "ports": port_commands,
     "routers": router_commands,
     "floatingips": floatingip_commands,

@@ -59,6 +59,9 @@ def _crud(sub: typer.Typer, spec: KindSpec) -> None:
             changes = parse_assignments(assignments)
             show(client.update(kind, client.find(kind, ref)["id"], changes), as_json)
 
+    if kind in OWN_DELETE:
+        return
+
     @sub.command("delete")
     def delete(ref: str = typer.Argument(..., help="id or name"), server: str = server_option()) -> None:
         """Delete one."""
@@ -66,6 +69,10 @@ def _crud(sub: typer.Typer, spec: KindSpec) -> None:
             found = client.find(kind, ref)
             client.delete(kind, found["id"])
         say(f"deleted {singular} {found.get('name') or found['id']} ({found['id']})")
+
+
+# Kinds whose `delete` is in kvnet.cli.actions (hosts: --drain).
+OWN_DELETE = ("hosts",)
 
 
 def _create_command(spec: KindSpec) -> Callable[..., None]:

@@ -43,6 +43,23 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
+def is_uuid(value: str) -> bool:
+    """Whether `value` is a full UUID in its canonical form (ids are; names never are)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
+def canonical_id(value: object) -> str:
+    """A client-chosen id as kvnet stores it: a UUID in canonical lower-case form, or ValueError."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError(f"{str(value)[:60]!r} is not a UUID (ids are UUIDs; leave the id out and the server "
+                         "picks one)") from None
+
+
 def normalize_mac(value: str) -> str:
     """Lower-case colon form; reject malformed and multicast addresses."""
     mac = value.strip().lower().replace("-", ":")
@@ -88,7 +105,9 @@ class Resource(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         if value and not NAME_RE.match(value):
-            raise ValueError(f"'{value}' is not a valid name (letters, digits, '_.-', at most 63)")
+            raise ValueError(f"'{value[:80]}' is not a valid name (letters, digits, '_.-', at most 63)")
+        if cls.kind != "hosts" and is_uuid(value.lower()):  # a host's name is its id anyway
+            raise ValueError(f"'{value}' is a UUID: a name cannot be one, or it would read as an id")
         return value
 
     @property
@@ -154,8 +173,19 @@ class Host(Resource):
     @model_validator(mode="before")
     @classmethod
     def _id_is_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") and not data.get("id"):
-            data = {**data, "id": data["name"]}
+        """A host's id is its name (its hostname): one may stand for the other, they may never differ."""
+        if not isinstance(data, dict):
+            return data
+        name, rid = data.get("name"), data.get("id")
+        if not name and not rid:
+            raise ValueError("name: a host needs a name (its hostname, which is also its id)")
+        if not rid:
+            return {**data, "id": name}
+        if not name:
+            return {**data, "name": rid}
+        if rid != name:
+            raise ValueError(f"name: a host's name is its id and cannot differ from it or change "
+                             f"(id {str(rid)[:60]!r})")
         return data
 
     @field_validator("tunnel_ip")

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from kvnet.errors import Conflict, Exhausted, InvalidInput
+from kvnet.agent.plan import SHORT_ID_LEN, short_id
+from kvnet.errors import Conflict, Exhausted, IdTaken, InvalidInput
 from kvnet.model.resources import KEY_PREFIX, CloudConfig, Network, Subnet
 from kvnet.store.txn import Txn
 
@@ -169,3 +170,36 @@ def release_segment(txn: Txn, network: Network) -> None:
 def load_config(txn: Txn) -> CloudConfig:
     data = txn.get(CloudConfig().key)
     return CloudConfig.model_validate(data) if data else CloudConfig()
+
+
+# -- ids ------------------------------------------------------------------------------------------
+# Kinds whose ids name objects on the hosts: bridges and tunnels (networks), taps and router legs
+# (ports), router namespaces (routers). Those names keep only an id's first hex digits.
+NAMED_KINDS = ("networks", "ports", "routers")
+# A server-picked id whose short form is taken is picked again; each try collides with probability
+# (resources of the kind) / 2**40.
+ID_ATTEMPTS = 4
+
+
+def short_id_key(kind: str, rid: str) -> str:
+    return f"{ALLOC}shortid/{kind}/{short_id(rid)}"
+
+
+def claim_short_id(txn: Txn, kind: str, rid: str) -> None:
+    """Reserve the id's short form within its kind, so that the device names derived from it are unique
+    on every host by construction (two networks sharing them would share a bridge: one tenant's VMs
+    on another tenant's segment)."""
+    key = short_id_key(kind, rid)
+    holder = txn.get(key)
+    if holder is not None and holder["owner"] != rid:
+        raise IdTaken(f"{rid} starts with the same {SHORT_ID_LEN} hex digits as {kind[:-1]} {holder['owner']}, "
+                      "and the names of its devices on the hosts derive from them: choose another id (or leave "
+                      "it out)", field="id")
+    txn.put(key, {"owner": rid})
+
+
+def release_short_id(txn: Txn, kind: str, rid: str) -> None:
+    key = short_id_key(kind, rid)
+    holder = txn.get(key)
+    if holder is not None and holder["owner"] == rid:
+        txn.delete(key)

@@ -29,6 +29,7 @@ def _set_mtu(txn: Txn, network: Network) -> None:
 
 
 def create(txn: Txn, network: Network) -> None:
+    allocation.claim_short_id(txn, Network.kind, network.id)
     _set_mtu(txn, network)
     allocation.claim_segment(txn, network)
 
@@ -45,11 +46,18 @@ def update(txn: Txn, old: Network, new: Network) -> None:
 
 
 def delete(txn: Txn, network: Network) -> None:
-    ports = ports_of_network(txn, network.id)
-    if ports:
-        raise Conflict(f"network {network.ref()} still has {len(ports)} port(s): "
-                       + ", ".join(p.name or p.id for p in ports[:5]), field="id")
+    in_use = ports_of_network(txn, network.id)
+    interfaces = [p for p in in_use if p.device_owner == "network:router_interface"]
+    if interfaces:
+        routers = {p.device_id for p in interfaces}
+        raise Conflict(f"network {network.ref()} is attached to {len(routers)} router(s) by "
+                       f"{len(interfaces)} interface(s): remove them first (`kvnet router remove-interface "
+                       f"<router> <subnet>`; router {', '.join(sorted(routers)[:3])})", field="id")
+    if in_use:
+        raise Conflict(f"network {network.ref()} still has {len(in_use)} port(s): "
+                       + ", ".join(p.name or p.id for p in in_use[:5]), field="id")
     for subnet in load_all(txn, Subnet):
         if subnet.network_id == network.id:
             remove(txn, subnet)
     allocation.release_segment(txn, network)
+    allocation.release_short_id(txn, Network.kind, network.id)

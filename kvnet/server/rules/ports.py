@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from kvnet.errors import Conflict, Exhausted, InvalidInput
+from typing import Any
+
+from kvnet.errors import Conflict, Exhausted, IdTaken, InvalidInput
 from kvnet.model.resources import FixedIP, FloatingIP, Host, Network, Port, QoSPolicy, SecurityGroup, Subnet
 from kvnet.server import allocation
 from kvnet.server.rules.common import immutable, load, load_all, save
@@ -13,6 +15,7 @@ ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
 
 
 def create(txn: Txn, port: Port) -> None:
+    allocation.claim_short_id(txn, Port.kind, port.id)
     network = load(txn, Network, port.network_id, field="network_id")
     _check_references(txn, port)
     bind_vf(txn, port)
@@ -24,6 +27,22 @@ def create(txn: Txn, port: Port) -> None:
     requested = port.fixed_ips or ([FixedIP()] if subnets else [])
     port.fixed_ips = [_assign(txn, port, subnets, f, i) for i, f in enumerate(requested)]
     port.status = "BUILD" if port.binding_host else "DOWN"
+
+
+def create_owned(txn: Txn, **fields: Any) -> Port:
+    """A port the server makes for a router (interface, gateway), saved; its id is picked again in the
+    rare case that its short form is taken (nothing is written before that check)."""
+    for attempt in range(allocation.ID_ATTEMPTS):
+        port = Port(**fields)
+        try:
+            create(txn, port)
+        except IdTaken:
+            if attempt == allocation.ID_ATTEMPTS - 1:
+                raise
+            continue
+        save(txn, port)
+        return port
+    raise AssertionError("unreachable")
 
 
 def update(txn: Txn, old: Port, new: Port) -> None:
@@ -53,6 +72,7 @@ def delete(txn: Txn, port: Port) -> None:
 
 def release(txn: Txn, port: Port) -> None:
     """Free everything the port holds and detach floating IPs from it."""
+    allocation.release_short_id(txn, Port.kind, port.id)
     _release_ips(txn, port)
     if port.mac_address:
         allocation.release_mac(txn, port.mac_address)
