@@ -99,6 +99,7 @@ def demo(hosts: Annotated[int, typer.Option(help="Number of hypervisor hosts.")]
             data = run_dataplane_demo(name, hosts, dataplane, progress=progress)
         typer.echo(json.dumps(data, indent=2) if as_json else render_table(data) + render_network_types(data))
         if (data["reachable_pairs"] != data["expected_reachable_pairs"] or data["isolation_leaks"]
+                or data["tenant_arp_in_tunnels"]
                 or not network_types_ok(data)):
             raise typer.Exit(1)
 
