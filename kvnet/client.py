@@ -34,8 +34,9 @@ class Client:
     `http://a:9797,http://b:9797`): a request that cannot reach one goes to the next, and the
     client stays with the one that answered."""
 
-    def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str | None = None, timeout: float = 30.0, project: str | None = None) -> None:
         self.url = url or default_url()
+        self.project = project  # where `find` looks names up when not told
         self.urls = [u.strip() for u in self.url.split(",") if u.strip()]
         self._timeout = timeout
         self._current = 0
@@ -118,6 +119,7 @@ class Client:
         unique (within `project` when given). A name never matches an id, nor an id a name."""
         if kind == "hosts" or is_uuid(ref):
             return self.get(kind, ref)
+        project = project or self.project
         filters = {"name": ref} | ({"project_id": project} if project else {})
         matches = self.list(kind, **filters)
         if len(matches) == 1:

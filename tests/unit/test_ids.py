@@ -116,3 +116,19 @@ def test_names_resolve_within_a_project_and_never_as_ids(client: Client) -> None
     assert client.find("networks", red["id"])["project_id"] == "red"
     with pytest.raises(NotFound):  # a full id is only ever an id
         client.find("networks", str(uuid.uuid4()))
+
+
+def test_cli_project_option_picks_among_same_named_resources(api_server: Any) -> None:
+    from typer.testing import CliRunner
+
+    from kvnet.cli.main import app
+
+    with api_server.client() as client:
+        blue = client.create("networks", {"name": "web", "project_id": "blue"})
+        client.create("networks", {"name": "web", "project_id": "red"})
+    runner = CliRunner()
+    ambiguous = runner.invoke(app, ["--server", api_server.url, "network", "show", "web"])
+    assert ambiguous.exit_code == 1 and "give --project" in ambiguous.stderr
+    shown = runner.invoke(app, ["--server", api_server.url, "--project", "blue", "network", "show", "web", "--json"])
+    assert shown.exit_code == 0, shown.stderr
+    assert blue["id"] in shown.stdout
