@@ -143,6 +143,12 @@ class Client:
         return self.request("PUT", f"/v1/ports/{port_id}/status",
                             json={"status": status, "detail": detail, "host": host})
 
+    def add_rule(self, group_id: str, rule: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/v1/securitygroups/{group_id}/rules", json=rule)
+
+    def remove_rule(self, group_id: str, rule_id: str) -> None:
+        self.request("DELETE", f"/v1/securitygroups/{group_id}/rules/{rule_id}")
+
     def drain_host(self, host: str) -> dict[str, Any]:
         return self.request("POST", f"/v1/hosts/{host}/drain")
 

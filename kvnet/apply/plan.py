@@ -24,6 +24,8 @@ MARKS: dict[str, str] = {"create": "+", "add-interface": "+", "update": "~", "de
 PHASES = [CONFIG, "hosts", "qospolicies", "securitygroups", "networks", "subnets", "routers", "interfaces",
           "ports", "floatingips"]
 assert [p for p in PHASES if p in KINDS] == KINDS
+# Each project's default security group is the server's (made on first use): never pruned.
+DEFAULT_GROUP = ("securitygroups", "default")
 
 
 @dataclass(frozen=True)
@@ -236,7 +238,7 @@ def _prune_steps(index: Index, state: State, desired: Desired) -> list[Step]:
     for kind, entries in desired.resources.items():
         listed = {(desired.project_of(kind, e), e["name"]) for e in entries}
         for key, item in index.named(kind):
-            if key in listed or key[0] not in projects:
+            if key in listed or key[0] not in projects or (kind, key[1]) == DEFAULT_GROUP:
                 continue
             steps.append(Step("delete", kind, key[1], rid=item["id"], project=key[0]))
             if kind in ("routers", "subnets"):

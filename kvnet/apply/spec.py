@@ -54,6 +54,7 @@ REFS: dict[str, list[Ref]] = {
               Ref("fixed_ips[].subnet", "fixed_ips[].subnet_id", "subnets")],
     "routers": [Ref("gateway", "external_gateway.network_id", "networks")],
     "floatingips": [Ref("network", "floating_network_id", "networks"), Ref("port", "port_id", "ports")],
+    "securitygroups": [Ref("rules[].remote_group", "rules[].remote_group_id", "securitygroups")],
 }
 # Keys of the file that are not fields of the resource: managed as steps of their own.
 ROUTER_INTERFACES = "interfaces"

@@ -50,16 +50,18 @@ def _crud(sub: typer.Typer, spec: KindSpec) -> None:
         with connected(server) as client:
             show(client.find(kind, ref), as_json)
 
-    @sub.command("update")
-    def update(ref: str = typer.Argument(..., help="id or name"),
-               assignments: list[str] = typer.Option(..., "--set", help="FIELD=VALUE, value as YAML (repeat)"),
-               as_json: bool = json_option(), server: str = server_option()) -> None:
-        """Change fields, e.g. `--set mtu=1400 --set shared=true`."""
-        with connected(server) as client:
-            changes = parse_assignments(assignments)
-            show(client.update(kind, client.find(kind, ref)["id"], changes), as_json)
+    own = actions.OWN_COMMANDS.get(kind, set())
+    if "update" not in own:
+        @sub.command("update")
+        def update(ref: str = typer.Argument(..., help="id or name"),
+                   assignments: list[str] = typer.Option(..., "--set", help="FIELD=VALUE, value as YAML (repeat)"),
+                   as_json: bool = json_option(), server: str = server_option()) -> None:
+            """Change fields, e.g. `--set mtu=1400 --set shared=true`."""
+            with connected(server) as client:
+                changes = parse_assignments(assignments)
+                show(client.update(kind, client.find(kind, ref)["id"], changes), as_json)
 
-    if kind in OWN_DELETE:
+    if "delete" in own:
         return
 
     @sub.command("delete")
@@ -69,10 +71,6 @@ def _crud(sub: typer.Typer, spec: KindSpec) -> None:
             found = client.find(kind, ref)
             client.delete(kind, found["id"])
         say(f"deleted {singular} {found.get('name') or found['id']} ({found['id']})")
-
-
-# Kinds whose `delete` is in kvnet.cli.actions (hosts: --drain).
-OWN_DELETE = ("hosts",)
 
 
 def _create_command(spec: KindSpec) -> Callable[..., None]:

@@ -69,6 +69,16 @@ def create_app(cloud: Cloud) -> FastAPI:
         results, revision = await call(cloud.batch, writes)
         return _json({"revision": revision, "results": results})
 
+    @app.post("/v1/securitygroups/{group_id}/rules", tags=["securitygroups"], status_code=201)
+    async def add_rule(group_id: str, request: Request) -> Response:
+        """Add one rule to a group; answers the rule, with its id."""
+        return _json(await call(cloud.add_rule, group_id, await _body(request)), 201)
+
+    @app.delete("/v1/securitygroups/{group_id}/rules/{rule_id}", tags=["securitygroups"], status_code=204)
+    async def remove_rule(group_id: str, rule_id: str) -> None:
+        """Remove one rule from a group, by its id."""
+        await call(cloud.remove_rule, group_id, rule_id)
+
     @app.post("/v1/hosts/{host_id}/drain", tags=["hosts"])
     def drain_host(host_id: str) -> dict[str, Any]:
         """Unbind every port bound to the host, so that it can be deleted."""

@@ -12,8 +12,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from pydantic import BaseModel
+
 from kvnet.errors import Conflict, IdTaken, InvalidInput, KvnetError, NotFound
-from kvnet.model.parse import parse_resource
+from kvnet.model.parse import parse_model, parse_resource
 from kvnet.model.resources import (
     RESOURCE_TYPES,
     CloudConfig,
@@ -23,6 +25,8 @@ from kvnet.model.resources import (
     Port,
     Resource,
     Router,
+    SecurityGroup,
+    SecurityGroupRule,
     Subnet,
     canonical_id,
     kind_prefix,
@@ -30,14 +34,14 @@ from kvnet.model.resources import (
 )
 from kvnet.server import allocation
 from kvnet.server.liveness import Liveness
-from kvnet.server.rules import floatingips, hosts, networks, ports, routers, subnets
+from kvnet.server.rules import floatingips, hosts, networks, ports, routers, securitygroups, subnets
 from kvnet.server.rules.common import load, remove, save
 from kvnet.store.base import Event, Store
 from kvnet.store.txn import Txn, transact
 
 RULES: dict[str, ModuleType] = {
     Host.kind: hosts, Network.kind: networks, Subnet.kind: subnets, Port.kind: ports, Router.kind: routers,
-    FloatingIP.kind: floatingips,
+    FloatingIP.kind: floatingips, SecurityGroup.kind: securitygroups,
 }
 # Fields clients may not send: computed by the server, or written only by agents.
 READ_ONLY = {"id", "kind"}
@@ -186,6 +190,26 @@ class Cloud:
         action = routers.add_interface if add else routers.remove_interface
         return lambda txn: action(txn, load(txn, Router, router_id, "id"), subnet_id)
 
+    def add_rule(self, group_id: str, rule: dict[str, Any]) -> dict[str, Any]:
+        return self._commit(self.add_rule_write(group_id, rule))
+
+    def add_rule_write(self, group_id: str, rule: dict[str, Any]) -> Write:
+        """One rule into a group (its id: given as a UUID, or picked)."""
+        if isinstance(rule, dict) and "id" in rule:
+            try:
+                rule = {**rule, "id": canonical_id(rule["id"])}
+            except ValueError as exc:
+                raise InvalidInput(str(exc), field="id") from None
+        parsed = parse_model(SecurityGroupRule, rule)
+        return lambda txn: securitygroups.add_rule(txn, load(txn, SecurityGroup, group_id, "id"),
+                                                   parsed.model_copy())
+
+    def remove_rule(self, group_id: str, rule_id: str) -> None:
+        transact(self.store, self.remove_rule_write(group_id, rule_id))
+
+    def remove_rule_write(self, group_id: str, rule_id: str) -> Write:
+        return lambda txn: securitygroups.remove_rule(txn, load(txn, SecurityGroup, group_id, "id"), rule_id)
+
     def drain_host(self, name: str) -> dict[str, Any]:
         """Unbind every port bound to host `name` (they go DOWN; its agent then removes their objects),
         so that the host can be deleted."""
@@ -250,7 +274,7 @@ class Cloud:
 
 
 def _dump(result: Any) -> Any:
-    return result.model_dump(mode="json") if isinstance(result, Resource) else result
+    return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
 
 
 def _check_kind(kind: str) -> type[Resource]:

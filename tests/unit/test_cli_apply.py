@@ -161,3 +161,29 @@ def test_file_errors_are_reported_before_anything_changes(api_server: Any, tmp_p
     missing = apply(api_server, tmp_path / "absent.yaml", "--yes")
     assert missing.exit_code == 1 and "error: file: cannot read" in missing.stderr
     assert api_server.cloud.store.revision() == revision
+
+
+def test_groups_with_remote_groups_and_the_default_group_apply_and_reapply(api_server: Any, tmp_path: Path) -> None:
+    doc = {"project": "shop",
+           "securitygroups": [
+               {"name": "default", "rules": [{"direction": "egress"}]},
+               {"name": "web", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_min": 443}]},
+               {"name": "db", "rules": [{"direction": "ingress", "protocol": "tcp", "port_range_min": 5432,
+                                         "remote_group": "web"},
+                                        {"direction": "ingress", "protocol": "tcp", "port_range_min": 5432,
+                                         "remote_group": "db"}]}],
+           "networks": [{"name": "n"}],
+           "ports": [{"name": "web1", "network": "n", "security_groups": ["web"]}, {"name": "vm", "network": "n"}]}
+    path = write(tmp_path, doc)
+    first = apply(api_server, path, "--yes")
+    assert first.exit_code == 0, (first.stdout, first.stderr)
+    with api_server.client() as client:
+        groups = {g["name"]: g for g in client.list("securitygroups", project_id="shop")}
+        assert set(groups) == {"default", "web", "db"}
+        assert [r["remote_group_id"] for r in groups["db"]["rules"]] == [groups["web"]["id"], groups["db"]["id"]]
+        assert client.find("ports", "vm", project="shop")["security_group_ids"] == [groups["default"]["id"]]
+    assert "no changes" in apply(api_server, path).stdout
+    doc["securitygroups"][1]["rules"].append({"direction": "ingress", "protocol": "icmp"})
+    changed = apply(api_server, write(tmp_path, doc), "--yes", "--prune")
+    assert changed.exit_code == 0, changed.stderr
+    assert "0 to add, 1 to change, 0 to delete" in changed.stdout  # --prune leaves the default group alone

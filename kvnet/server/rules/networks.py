@@ -5,6 +5,7 @@ from __future__ import annotations
 from kvnet.errors import Conflict, InvalidInput
 from kvnet.model.resources import ENCAP_OVERHEAD, MIN_MTU_V4, Network, Subnet
 from kvnet.server import allocation
+from kvnet.server.rules import securitygroups
 from kvnet.server.rules.common import immutable, load_all, ports_of_network, remove
 from kvnet.store.txn import Txn
 
@@ -30,6 +31,7 @@ def _set_mtu(txn: Txn, network: Network) -> None:
 
 def create(txn: Txn, network: Network) -> None:
     allocation.claim_short_id(txn, Network.kind, network.id)
+    securitygroups.ensure_default(txn, network.project_id)  # the project's first use, usually
     _set_mtu(txn, network)
     allocation.claim_segment(txn, network)
 

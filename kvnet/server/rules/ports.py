@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from kvnet.errors import Conflict, Exhausted, IdTaken, InvalidInput
-from kvnet.model.resources import FixedIP, FloatingIP, Host, Network, Port, QoSPolicy, SecurityGroup, Subnet
+from kvnet.model.resources import FixedIP, FloatingIP, Host, Network, Port, QoSPolicy, Subnet
 from kvnet.server import allocation
+from kvnet.server.rules import port_security
 from kvnet.server.rules.common import immutable, load, load_all, save
 from kvnet.server.rules.vf_binding import bind_vf
 from kvnet.store.txn import Txn
@@ -18,6 +19,7 @@ def create(txn: Txn, port: Port) -> None:
     allocation.claim_short_id(txn, Port.kind, port.id)
     network = load(txn, Network, port.network_id, field="network_id")
     _check_references(txn, port)
+    port_security.settle(txn, port, network, creating=True)
     bind_vf(txn, port)
     if port.mac_address:
         allocation.claim_mac(txn, port.mac_address, f"port {port.id}")
@@ -48,6 +50,7 @@ def create_owned(txn: Txn, **fields: Any) -> Port:
 def update(txn: Txn, old: Port, new: Port) -> None:
     immutable(old, new, "network_id")
     _check_references(txn, new)
+    port_security.settle(txn, new, load(txn, Network, new.network_id), creating=False)
     bind_vf(txn, new, old)
     if new.mac_address != old.mac_address:
         if new.mac_address is None:
@@ -92,8 +95,6 @@ def _release_ips(txn: Txn, port: Port) -> None:
 def _check_references(txn: Txn, port: Port) -> None:
     if port.binding_host:
         load(txn, Host, port.binding_host, field="binding_host")
-    for i, sg_id in enumerate(port.security_group_ids):
-        load(txn, SecurityGroup, sg_id, field=f"security_group_ids[{i}]")
     if port.qos_policy_id:
         load(txn, QoSPolicy, port.qos_policy_id, field="qos_policy_id")
 
