@@ -205,7 +205,7 @@ class Host(Resource):
 
 class Network(Resource):
     kind: ClassVar[str] = "networks"
-    server_fields: ClassVar[frozenset[str]] = frozenset()
+    server_fields: ClassVar[frozenset[str]] = frozenset({"ct_zone"})
 
     network_type: NetworkType = "vxlan"
     segmentation_id: int | None = None
@@ -214,6 +214,9 @@ class Network(Resource):
     external: bool = False
     shared: bool = False
     port_security_enabled: bool = True  # what its ports get unless they say otherwise
+    # The connection-tracking zone of the network's traffic on every host: tenants with the same
+    # addresses never share conntrack state. Unique in the cloud, kept for the network's life.
+    ct_zone: int | None = None
 
     @model_validator(mode="after")
     def _segment(self) -> Network:

@@ -159,6 +159,39 @@ def _take_segment(txn: Txn, network: Network, segment: int, message: str) -> Non
     txn.put(key, {"owner": network.id})
 
 
+# -- conntrack zones -------------------------------------------------------------------------------
+CT_ZONES = (1, 65535)  # 16 bits; zone 0 is the hosts' own traffic
+RANDOM_ZONE_ATTEMPTS = 8
+
+
+def ct_zone_key(zone: int) -> str:
+    return f"{ALLOC}ctzone/{zone}"
+
+
+def allocate_ct_zone(txn: Txn, network: Network, rng: random.Random | None = None) -> None:
+    """A zone no other network has: random picks first (one key lookup each, as for IPs), then a scan."""
+    rng = rng or random.SystemRandom()
+    low, high = CT_ZONES
+    for _ in range(RANDOM_ZONE_ATTEMPTS):
+        zone = rng.randint(low, high)
+        if txn.get(ct_zone_key(zone)) is None:
+            break
+    else:
+        taken = {int(k.rsplit("/", 1)[1]) for k in txn.keys(f"{ALLOC}ctzone/")}
+        zone = next((z for z in range(low, high + 1) if z not in taken), 0)
+        if not zone:
+            raise Exhausted(f"all {high} conntrack zones are in use: the cloud has as many networks as it can",
+                            field="ct_zone")
+        txn.get(ct_zone_key(zone))  # guard the pick against a racing writer
+    txn.put(ct_zone_key(zone), {"owner": network.id})
+    network.ct_zone = zone
+
+
+def release_ct_zone(txn: Txn, network: Network) -> None:
+    if network.ct_zone:
+        txn.delete(ct_zone_key(network.ct_zone))
+
+
 def release_segment(txn: Txn, network: Network) -> None:
     if network.network_type == "local":
         return

@@ -200,3 +200,15 @@ def test_cli_rule_add_remove_and_port_update(api_server: Any, client: Client, ne
     port = client.find("ports", "vm1", project="blue")
     assert port["port_security_enabled"] and port["security_group_ids"] == [group["id"]]
     assert port["allowed_address_pairs"] == [{"ip_address": "10.0.0.200/32", "mac_address": "fa:16:3e:00:00:09"}]
+
+
+def test_every_network_has_its_own_conntrack_zone_for_life(client: Client, cloud: Any) -> None:
+    """Two tenants with the same CIDR never share connection tracking: a zone per network, cloud-wide."""
+    nets = [client.create("networks", {"name": f"n{i}", "project_id": f"p{i % 2}"}) for i in range(20)]
+    zones = [n["ct_zone"] for n in nets]
+    assert len(set(zones)) == 20 and all(1 <= z <= 65535 for z in zones)
+    assert client.update("networks", nets[0]["id"], {"mtu": 1400})["ct_zone"] == zones[0]
+    rejected(client, InvalidInput, lambda: client.update("networks", nets[1]["id"], {"ct_zone": 5}), "ct_zone",
+             "is set by the server")
+    client.delete("networks", nets[0]["id"])
+    assert set(cloud.store.keys("/kvnet/alloc/ctzone/")) == {f"/kvnet/alloc/ctzone/{z}" for z in zones[1:]}

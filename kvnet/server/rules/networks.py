@@ -34,10 +34,14 @@ def create(txn: Txn, network: Network) -> None:
     securitygroups.ensure_default(txn, network.project_id)  # the project's first use, usually
     _set_mtu(txn, network)
     allocation.claim_segment(txn, network)
+    allocation.allocate_ct_zone(txn, network)
 
 
 def update(txn: Txn, old: Network, new: Network) -> None:
     immutable(old, new, "network_type", "physnet", "segmentation_id")
+    new.ct_zone = old.ct_zone
+    if new.ct_zone is None:  # a network from before zones: it gets one with its next change
+        allocation.allocate_ct_zone(txn, new)
     if new.mtu != old.mtu:
         _set_mtu(txn, new)
     if old.external and not new.external:
@@ -62,4 +66,5 @@ def delete(txn: Txn, network: Network) -> None:
         if subnet.network_id == network.id:
             remove(txn, subnet)
     allocation.release_segment(txn, network)
+    allocation.release_ct_zone(txn, network)
     allocation.release_short_id(txn, Network.kind, network.id)
