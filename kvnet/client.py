@@ -12,10 +12,11 @@ from typing import Any
 import httpx
 
 from kvnet import errors
+from kvnet.model.resources import is_uuid
 
 DEFAULT_URL = "http://127.0.0.1:9797"
 ERROR_TYPES: dict[str, type[errors.KvnetError]] = {
-    cls.__name__: cls for cls in (errors.InvalidInput, errors.NotFound, errors.Conflict,
+    cls.__name__: cls for cls in (errors.InvalidInput, errors.NotFound, errors.Conflict, errors.IdTaken,
                                   errors.RetryableConflict, errors.Exhausted)
 }
 
@@ -33,8 +34,9 @@ class Client:
     `http://a:9797,http://b:9797`): a request that cannot reach one goes to the next, and the
     client stays with the one that answered."""
 
-    def __init__(self, url: str | None = None, timeout: float = 30.0) -> None:
+    def __init__(self, url: str | None = None, timeout: float = 30.0, project: str | None = None) -> None:
         self.url = url or default_url()
+        self.project = project  # where `find` looks names up when not told
         self.urls = [u.strip() for u in self.url.split(",") if u.strip()]
         self._timeout = timeout
         self._current = 0
@@ -94,9 +96,9 @@ class Client:
             body = {"id": str(uuid.uuid4()), **body}
         try:
             return self.request("POST", f"/v1/{kind}", json=body)
-        except errors.InvalidInput as exc:
+        except errors.IdTaken as exc:
             rid = body.get("id") or body.get("name")
-            if self.resent and exc.field == "id" and "already exists" in exc.message and rid:
+            if self.resent and "already exists" in exc.message and rid:
                 return self.get(kind, rid)  # our first copy landed before its server died
             raise
 
@@ -112,17 +114,22 @@ class Client:
     def delete(self, kind: str, rid: str) -> None:
         self.request("DELETE", f"/v1/{kind}/{rid}")
 
-    def find(self, kind: str, ref: str) -> dict[str, Any]:
-        """A resource by id or by unique name."""
-        try:
+    def find(self, kind: str, ref: str, project: str | None = None) -> dict[str, Any]:
+        """A resource by its full id (a UUID; a host's name is its id), else by its name, which must be
+        unique (within `project` when given). A name never matches an id, nor an id a name."""
+        if kind == "hosts" or is_uuid(ref):
             return self.get(kind, ref)
-        except errors.NotFound:
-            matches = self.list(kind, name=ref)
-            if len(matches) == 1:
-                return matches[0]
-            if matches:
-                raise errors.Conflict(f"{len(matches)} {kind} are named {ref!r}; use the id", field="name") from None
-            raise errors.NotFound(f"no {kind[:-1]} with id or name {ref!r}", field="id") from None
+        project = project or self.project
+        filters = {"name": ref} | ({"project_id": project} if project else {})
+        matches = self.list(kind, **filters)
+        if len(matches) == 1:
+            return matches[0]
+        where = f" in project {project}" if project else ""
+        if matches:
+            projects = sorted({m.get("project_id", "") for m in matches})
+            hint = f" (projects {', '.join(projects)}: give --project)" if len(projects) > 1 and not project else ""
+            raise errors.Conflict(f"{len(matches)} {kind} are named {ref!r}{where}{hint}; use the id", field="name")
+        raise errors.NotFound(f"no {kind[:-1]} named {ref!r}{where}", field="name")
 
     # -- actions --------------------------------------------------------------------------------
     def router_add_interface(self, router_id: str, subnet_id: str) -> dict[str, Any]:
@@ -131,13 +138,23 @@ class Client:
     def router_remove_interface(self, router_id: str, subnet_id: str) -> dict[str, Any]:
         return self.request("PUT", f"/v1/routers/{router_id}/remove_interface", json={"subnet_id": subnet_id})
 
-    def set_port_status(self, port_id: str, status: str, detail: dict[str, Any],
-                        host: str | None = None) -> dict[str, Any]:
-        """`host`: the reporting agent's host (the server accepts status only from the port's binding host)."""
-        body: dict[str, Any] = {"status": status, "detail": detail}
-        if host is not None:
-            body["host"] = host
-        return self.request("PUT", f"/v1/ports/{port_id}/status", json=body)
+    def set_port_status(self, port_id: str, status: str, detail: dict[str, Any], *, host: str) -> dict[str, Any]:
+        """Reported by `host`'s agent, which must be the port's binding host."""
+        return self.request("PUT", f"/v1/ports/{port_id}/status",
+                            json={"status": status, "detail": detail, "host": host})
+
+    def add_rule(self, group_id: str, rule: dict[str, Any]) -> dict[str, Any]:
+        return self.request("POST", f"/v1/securitygroups/{group_id}/rules", json=rule)
+
+    def remove_rule(self, group_id: str, rule_id: str) -> None:
+        self.request("DELETE", f"/v1/securitygroups/{group_id}/rules/{rule_id}")
+
+    def drain_host(self, host: str) -> dict[str, Any]:
+        return self.request("POST", f"/v1/hosts/{host}/drain")
+
+    def batch(self, operations: list[dict[str, Any]]) -> dict[str, Any]:
+        """Several writes in one transaction (kvnet.server.batch): {"revision", "results"}."""
+        return self.request("POST", "/v1/batch", json={"operations": operations})
 
     def heartbeat(self, host: str, agent: dict[str, Any]) -> dict[str, Any]:
         return self.request("PUT", f"/v1/hosts/{host}/heartbeat", json=agent)

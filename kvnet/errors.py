@@ -36,6 +36,11 @@ class Conflict(KvnetError):
     status = 409
 
 
+class IdTaken(Conflict):
+    """The id is in use, or another resource's id starts with the same hex digits (device names on the
+    hosts derive from them)."""
+
+
 class RetryableConflict(Conflict):
     """A concurrent writer changed what this transaction read; retrying is safe."""
 

@@ -1,55 +1,89 @@
-"""Run a plan's steps against the API, one at a time, in the plan's order; the first error stops it.
+"""Run a plan as one batch (`POST /v1/batch`): the server commits every step in one transaction, or
+none of them.
 
-Names are resolved to ids as the steps go, so a subnet created in this run can be referenced by
-the port created after it.
+Resources this run creates get their ids here (UUIDs; a host's is its name), so every reference in the
+batch, also to a resource created earlier in it, is an id before anything is sent.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
+from typing import Any
 
-from kvnet.apply.plan import Index, State, Step
-from kvnet.apply.spec import CONFIG, KINDS, Desired, singular, to_api
+from kvnet.apply.plan import Index, Resolver, State, Step, api_body
+from kvnet.apply.spec import CONFIG, KINDS, Desired
 from kvnet.client import Client
-from kvnet.errors import NotFound
+from kvnet.errors import IdTaken, KvnetError
+
+NewIds = dict[tuple[str, str, str], str]  # (kind, project, name) -> id
+ID_ATTEMPTS = 3  # a fresh UUID whose first 10 hex digits another resource's id has: pick again
+
+
+class StepFailed(KvnetError):
+    """The server refused the batch because of one step; nothing was applied."""
+
+    def __init__(self, step: Step, cause: KvnetError) -> None:
+        field = (cause.field or "").split(".", 1)[1] if "." in (cause.field or "") else None
+        super().__init__(cause.message, field=field)
+        self.step = step
+        self.status = cause.status
 
 
 def fetch_state(client: Client, kinds: list[str] | None = None) -> State:
     return State({kind: client.list(kind) for kind in kinds or KINDS}, client.config())
 
 
-def execute(client: Client, steps: list[Step], desired: Desired, state: State,
-            on_done: Callable[[Step], None] = lambda _: None) -> None:
-    live = Index(state)
-    for step in steps:
-        _run(client, live, desired, step)
-        on_done(step)
+def new_ids(steps: list[Step], new_id: Callable[[], str] = lambda: str(uuid.uuid4())) -> NewIds:
+    return {(s.kind, s.project, s.name): s.name if s.kind == "hosts" else new_id()
+            for s in steps if s.action == "create"}
 
 
-def _run(client: Client, live: Index, desired: Desired, step: Step) -> None:
+def operations(steps: list[Step], desired: Desired, state: State, ids: NewIds) -> list[dict[str, Any]]:
+    """The batch's operations, one per step, in the plan's order."""
+    resolver = Resolver(Index(state), desired, ids)
+    return [_operation(resolver, desired, ids, step) for step in steps]
+
+
+def _operation(resolver: Resolver, desired: Desired, ids: NewIds, step: Step) -> dict[str, Any]:
     kind = step.kind
     if kind == CONFIG:
-        client.set_config({key: new for key, (_, new) in step.changes.items()})
-    elif step.action == "delete":
-        assert step.rid is not None
-        client.delete(kind, step.rid)
-        live.discard(kind, step.rid)
-    elif step.action in ("create", "update"):
-        body = to_api(kind, desired.entry(kind, step.name), lambda k, name: _must(live, k, name))
-        if step.action == "create":
-            live.add(kind, client.create(kind, body))
-        else:
-            assert step.rid is not None
-            live.add(kind, client.update(kind, step.rid, {key: body[key] for key in step.changes}))
-    else:
-        router = step.rid or _must(live, "routers", step.name)
-        subnet = step.subnet_id or _must(live, "subnets", step.subnet)
-        action = client.router_add_interface if step.action == "add-interface" else client.router_remove_interface
-        live.add("routers", action(router, subnet))
+        return {"op": "set_config", "body": {key: new for key, (_, new) in step.changes.items()}}
+    if step.action == "delete":
+        return {"op": "delete", "kind": kind, "id": step.rid}
+    if "interface" in step.action:
+        where = f"routers[{step.name}]"
+        router = step.rid or resolver.resolve("routers", step.project, step.name, where)
+        subnet = step.subnet_id or resolver.resolve("subnets", step.project, step.subnet, where)
+        return {"op": step.action.replace("-", "_"), "router_id": router, "subnet_id": subnet}
+    entry = desired.entry(kind, step.project, step.name)
+    assert entry is not None
+    body = api_body(resolver, kind, entry)
+    if step.action == "create":
+        return {"op": "create", "kind": kind, "body": {**body, "id": ids[(kind, step.project, step.name)]}}
+    return {"op": "update", "kind": kind, "id": step.rid, "body": {key: body[key] for key in step.changes}}
 
 
-def _must(live: Index, kind: str, name: str) -> str:
-    rid = live.lookup(kind, name)
-    if rid is None:
-        raise NotFound(f"no {singular(kind)} named {name!r} on the server", field=kind)
-    return rid
+def execute(client: Client, steps: list[Step], desired: Desired, state: State) -> int:
+    """Apply every step in one transaction; returns the new revision. Raises `StepFailed` naming the
+    step the server refused (nothing was applied)."""
+    for attempt in range(ID_ATTEMPTS):
+        ops = operations(steps, desired, state, new_ids(steps))
+        try:
+            return int(client.batch(ops)["revision"])
+        except IdTaken as exc:
+            if attempt == ID_ATTEMPTS - 1 or "already exists" in exc.message:
+                raise _failed(steps, exc) from None
+        except KvnetError as exc:
+            raise _failed(steps, exc) from None
+    raise AssertionError("unreachable")
+
+
+def _failed(steps: list[Step], exc: KvnetError) -> KvnetError:
+    """The step an `operations[i].<field>` error names, or the error as it is."""
+    head = (exc.field or "").split(".", 1)[0]
+    if head.startswith("operations[") and head.endswith("]"):
+        index = int(head[len("operations["):-1])
+        if 0 <= index < len(steps):
+            return StepFailed(steps[index], exc)
+    return exc

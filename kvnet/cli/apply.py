@@ -1,4 +1,4 @@
-"""`kvnet apply -f cloud.yaml`: show the plan, then make the cloud look like the file."""
+"""`kvnet apply -f cloud.yaml`: show the plan, then make the cloud look like the file, in one transaction."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 import typer
 from rich.text import Text
 
-from kvnet.apply.execute import execute, fetch_state
+from kvnet.apply.execute import StepFailed, execute, fetch_state
 from kvnet.apply.plan import Step, plan
 from kvnet.apply.spec import parse_file
 from kvnet.cli.common import connected, server_option
@@ -43,15 +43,19 @@ def register(app: typer.Typer) -> None:
             if not yes and not typer.confirm(f"apply {len(steps)} change(s)?"):
                 error("aborted; nothing was changed")
                 raise typer.Exit(1)
-            done: list[Step] = []
             try:
-                execute(client, steps, desired, state, on_done=lambda s: (done.append(s), _applied(s)))
-            except KvnetError as exc:
-                failed = steps[len(done)]
-                error(f"{failed.describe()}: {exc}")
-                error(f"stopped: {len(done)} of {len(steps)} change(s) were applied, the rest were not")
+                revision = execute(client, steps, desired, state)
+            except StepFailed as exc:
+                error(f"{exc.step.describe()}: {exc}")
+                error(f"nothing was applied: the {len(steps)} change(s) are one transaction")
                 raise typer.Exit(1) from None
-        say(f"applied {len(done)} change(s)")
+            except KvnetError as exc:
+                error(str(exc))
+                error(f"nothing was applied: the {len(steps)} change(s) are one transaction")
+                raise typer.Exit(1) from None
+        for step in steps:
+            _applied(step)
+        say(f"applied {len(steps)} change(s) in one transaction (revision {revision})")
 
 
 def _read(file: str) -> str:
@@ -64,9 +68,9 @@ def _read(file: str) -> str:
 
 
 def print_plan(steps: list[Step]) -> None:
-    rows = [(Text(s.mark, style=MARK_STYLE[s.mark]), s.action, s.kind, s.name, Text(_details(s)))
+    rows = [(Text(s.mark, style=MARK_STYLE[s.mark]), s.action, s.kind, s.project, s.name, Text(_details(s)))
             for s in steps]
-    print_table(["", "action", "kind", "name", "changes"], rows,
+    print_table(["", "action", "kind", "project", "name", "changes"], rows,
                 title=f"plan: {_counts(steps)}")
 
 

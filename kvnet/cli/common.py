@@ -14,8 +14,10 @@ from kvnet.client import Client
 from kvnet.errors import InvalidInput
 
 SERVER_HELP = "API URL (http://HOST:PORT or unix:/path); default $KVNET_URL, else http://127.0.0.1:9797"
+PROJECT_HELP = "the project names are looked up in (default $KVNET_PROJECT; none: a name must be unique)"
 # Set by `root_options` when the root command is given --server; a command's own --server wins.
 _root_server: str | None = None
+_root_project: str | None = None
 
 
 def server_option() -> Any:
@@ -26,16 +28,19 @@ def json_option() -> Any:
     return typer.Option(False, "--json", help="print JSON (for scripts)")
 
 
-def root_options(server: str = server_option()) -> None:
-    """A root callback (`app.callback()(root_options)`) so `kvnet --server URL network list` works too."""
-    global _root_server
-    _root_server = server
+def root_options(server: str = server_option(),
+                 project: str = typer.Option(None, "--project", envvar="KVNET_PROJECT", help=PROJECT_HELP,
+                                             show_default=False)) -> None:
+    """A root callback (`app.callback()(root_options)`) so `kvnet --server URL network list` works too,
+    and `kvnet --project blue network show web` finds blue's `web` among several projects' ones."""
+    global _root_server, _root_project
+    _root_server, _root_project = server, project
 
 
 @contextmanager
 def connected(server: str | None) -> Iterator[Client]:
     """A client for the command's server; kvnet errors inside end the command with exit 1."""
-    with errors_to_exit(), Client(server or _root_server) as client:
+    with errors_to_exit(), Client(server or _root_server, project=_root_project) as client:
         yield client
 
 

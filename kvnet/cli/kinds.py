@@ -168,7 +168,15 @@ def parse_rule(text: str) -> dict[str, Any]:
 def format_rule(rule: dict[str, Any]) -> str:
     low, high = rule.get("port_range_min"), rule.get("port_range_max")
     ports = "" if low is None else (str(low) if low == high or high is None else f"{low}-{high}")
-    return ":".join([rule["direction"], rule.get("protocol") or "any", ports, rule.get("remote_ip_prefix") or ""])
+    remote = rule.get("remote_ip_prefix") or (f"group={short(rule['remote_group_id'])}"
+                                              if rule.get("remote_group_id") else "")
+    return ":".join([rule["direction"], rule.get("protocol") or "any", ports, remote])
+
+
+def address_pairs(_: Client, values: list[str]) -> list[dict[str, str]]:
+    """`10.0.0.100` or `10.0.0.0/28,fa:16:3e:00:00:01`."""
+    return [{"ip_address": ip, **({"mac_address": mac} if mac else {})}
+            for ip, _, mac in (v.partition(",") for v in values)]
 
 
 def rules(_: Client, values: list[str]) -> list[dict[str, Any]]:
@@ -221,7 +229,11 @@ KINDS: list[KindSpec] = [
               Opt("device-id", "device_id", help="the VM that uses the port"),
               Opt("qos", "qos_policy_id", convert=ref("qospolicies"), help="QoS policy id or name"),
               Opt("sg", "security_group_ids", multiple=True, convert=refs("securitygroups"),
-                  help="security group id or name (repeat)")]),
+                  help="security group id or name (repeat; default: the project's `default` group)"),
+              Opt("no-port-security", "port_security_enabled", bool, convert=lambda _, __: False,
+                  help="no filtering at all (then no security group either)"),
+              Opt("allowed-address-pair", "allowed_address_pairs", multiple=True, convert=address_pairs,
+                  help="IP or CIDR[,MAC] the port may also send from (repeat)")]),
     KindSpec("routers", "router",
              [col("name"), id_col(), col("mode"), Column("gateway", _router_gateway),
               Column("interfaces", _router_interfaces), col("gateway_host", "gateway host")],

@@ -50,14 +50,19 @@ def _crud(sub: typer.Typer, spec: KindSpec) -> None:
         with connected(server) as client:
             show(client.find(kind, ref), as_json)
 
-    @sub.command("update")
-    def update(ref: str = typer.Argument(..., help="id or name"),
-               assignments: list[str] = typer.Option(..., "--set", help="FIELD=VALUE, value as YAML (repeat)"),
-               as_json: bool = json_option(), server: str = server_option()) -> None:
-        """Change fields, e.g. `--set mtu=1400 --set shared=true`."""
-        with connected(server) as client:
-            changes = parse_assignments(assignments)
-            show(client.update(kind, client.find(kind, ref)["id"], changes), as_json)
+    own = actions.OWN_COMMANDS.get(kind, set())
+    if "update" not in own:
+        @sub.command("update")
+        def update(ref: str = typer.Argument(..., help="id or name"),
+                   assignments: list[str] = typer.Option(..., "--set", help="FIELD=VALUE, value as YAML (repeat)"),
+                   as_json: bool = json_option(), server: str = server_option()) -> None:
+            """Change fields, e.g. `--set mtu=1400 --set shared=true`."""
+            with connected(server) as client:
+                changes = parse_assignments(assignments)
+                show(client.update(kind, client.find(kind, ref)["id"], changes), as_json)
+
+    if "delete" in own:
+        return
 
     @sub.command("delete")
     def delete(ref: str = typer.Argument(..., help="id or name"), server: str = server_option()) -> None:

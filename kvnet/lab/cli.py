@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from kvnet.errors import KvnetError
 from kvnet.lab import control
 from kvnet.lab import names as n
 from kvnet.lab.control import ControlPlaneError
@@ -38,7 +39,8 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(1)
     try:
         yield
-    except (LabError, ControlPlaneError, ValueError, CommandError, NotImplementedError, TimeoutError) as exc:
+    except (LabError, ControlPlaneError, KvnetError, ValueError, CommandError, NotImplementedError,
+            TimeoutError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
 
@@ -97,6 +99,7 @@ def demo(hosts: Annotated[int, typer.Option(help="Number of hypervisor hosts.")]
             data = run_dataplane_demo(name, hosts, dataplane, progress=progress)
         typer.echo(json.dumps(data, indent=2) if as_json else render_table(data) + render_network_types(data))
         if (data["reachable_pairs"] != data["expected_reachable_pairs"] or data["isolation_leaks"]
+                or data["tenant_arp_in_tunnels"]
                 or not network_types_ok(data)):
             raise typer.Exit(1)
 
@@ -165,7 +168,11 @@ def vm_create(vm: Annotated[str, typer.Argument(help="VM name.")],
         lab.host_ns(host)
         port, subnet, mtu = control.create_port_for_vm(lab, vm, host, network, ip)
         boot = _boot_qemu if qemu else create_vm
-        rec = boot(lab, vm, host, port, subnet, mtu)
+        try:
+            rec = boot(lab, vm, host, port, subnet, mtu)
+        except BaseException:
+            control.delete_port_for_vm(lab, port["id"])  # nothing left behind by a VM that did not come up
+            raise
         typer.echo(f"vm {vm} on {host}: {', '.join(rec['ips'])} mac {rec['mac']} (port {rec['port_id']})"
                    + (f", {rec['accel']} guest up {rec['boot_s']} s after resume" if qemu else ""))
 
@@ -177,14 +184,9 @@ def _boot_qemu(lab: Lab, vm: str, host: str, port: dict[str, Any], subnet: dict[
 
     reason = qemu_available()
     if reason:
-        control.delete_port_for_vm(lab, port["id"])
         raise LabError(f"cannot run a qemu guest: {reason}")
     with Client(control.server_url(lab)) as client:
-        try:
-            return boot_guest(lab, client, vm, host, [GuestNic(port, subnet, mtu)])
-        except BaseException:
-            control.delete_port_for_vm(lab, port["id"])
-            raise
+        return boot_guest(lab, client, vm, host, [GuestNic(port, subnet, mtu)])
 
 
 @vm_app.command("delete")

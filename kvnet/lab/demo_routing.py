@@ -33,7 +33,7 @@ from kvnet.lab import names as n
 from kvnet.lab.demo import DemoVM, boot_vm
 from kvnet.lab.lab import Lab
 from kvnet.lab.ovs import DATAPATH, host_rundir
-from kvnet.lab.probe import UnderlayCapture, ping, ping_until, ping_until_ns
+from kvnet.lab.probe import UnderlayCapture, arp_capture, ping, ping_until, ping_until_ns
 from kvnet.lab.spec import default_spec
 from kvnet.lab.vm import delete_vm
 from kvnet.plan import HostPlan
@@ -198,6 +198,18 @@ def _scenario(lab: Lab, client: Client, mode: str, progress: Progress) -> dict[s
                            "router_gateway_ip": cloud.gateway_ip, "floating_ips": fips,
                            "vms": [vars(v) for v in vms]}
     progress("floating IPs from the internet")
+    with arp_capture(lab) as tunnels:  # every routed path below, with ARP counted inside the tunnels
+        out.update(_routed_paths(lab, cloud, fips, network_node, c1, c2, progress))
+    census = tunnels.arp_census()
+    out["tenant_arp_in_tunnels"], out["underlay_host_arp"] = census.tenant_arp_in_tunnels, census.underlay_host_arp
+    progress("delete VMs and FIPs, re-use an IP on another host, count what is left")
+    out.update(_delete_and_reuse(lab, client, cloud))
+    return out
+
+
+def _routed_paths(lab: Lab, cloud: RoutedCloud, fips: dict[str, str], network_node: str, c1: str, c2: str,
+                  progress: Progress) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     fip_ms = {vm: ext_ping_until(lab, ip) for vm, ip in fips.items()}
     out["fip_reachable_from_external"] = all(ms is not None for ms in fip_ms.values())
     out["fip_first_reply_ms"] = {vm: None if ms is None else round(ms, 1) for vm, ms in fip_ms.items()}
@@ -214,8 +226,6 @@ def _scenario(lab: Lab, client: Client, mode: str, progress: Progress) -> dict[s
     out["fip_source_is_floating_ip"] = out["fip_source_seen_by_external"] == fips["a1"]
     progress("FIP hairpin (same host a1 -> b2, across hosts a1 -> b1)")
     out.update(_hairpin(lab, fips))
-    progress("delete VMs and FIPs, re-use an IP on another host, count what is left")
-    out.update(_delete_and_reuse(lab, client, cloud))
     return out
 
 
@@ -253,7 +263,7 @@ def _delete_and_reuse(lab: Lab, client: Client, cloud: RoutedCloud) -> dict[str,
 def render_table(data: dict[str, Any]) -> str:
     keys = ("east_west_via_network_node", "fip_reachable_from_external", "snat_source_seen_by_external",
             "fip_source_seen_by_external", "hairpin_stays_internal", "hairpin_destination_sees_fip",
-            "stale_objects_after_delete", "reused_ip_reachable")
+            "tenant_arp_in_tunnels", "underlay_host_arp", "stale_objects_after_delete", "reused_ip_reachable")
     return "\n".join([f"scenario: {data['scenario']} (network node {data['network_node']})"]
                      + [f"{k + ':':32} {data.get(k)}" for k in keys])
 
@@ -262,7 +272,8 @@ def demo_ok(data: dict[str, Any]) -> bool:
     return (data["east_west_via_network_node"] == (data["scenario"] == "centralized")
             and data["fip_reachable_from_external"] and data["snat_source_is_router_gateway_ip"]
             and data["fip_source_is_floating_ip"] and data["hairpin_stays_internal"]
-            and data["hairpin_destination_sees_fip"] and data["stale_objects_after_delete"] == 0
+            and data["hairpin_destination_sees_fip"] and data["tenant_arp_in_tunnels"] == 0
+            and data["stale_objects_after_delete"] == 0
             and data["reused_ip_reachable"])
 
 

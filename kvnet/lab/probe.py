@@ -13,6 +13,8 @@ from pathlib import Path
 from types import TracebackType
 
 from kvnet.lab import names as n
+from kvnet.lab.arp_census import BPF as ARP_CENSUS_BPF
+from kvnet.lab.arp_census import ArpCensus, read_pcap
 from kvnet.lab.lab import Lab, LabError
 from kvnet.lab.procs import POLL_S
 from kvnet.sys.cmd import in_netns, run
@@ -80,6 +82,12 @@ def ping_until_ns(netns: str, ip: str, deadline_s: float) -> float | None:
     return (time.monotonic() - start) * 1000 if proc.returncode == 0 else None
 
 
+def arp_capture(lab: Lab) -> UnderlayCapture:
+    """Every frame on the underlay switch that is ARP, or could carry ARP inside a tunnel: use as
+    `with arp_capture(lab) as cap: ...` then `cap.arp_census()`."""
+    return UnderlayCapture(lab, ARP_CENSUS_BPF, pcap=True)
+
+
 class UnderlayCapture:
     """tcpdump on the underlay switch (`<lab>-ul`, br-ul) while the block runs; count matching frames.
 
@@ -88,11 +96,12 @@ class UnderlayCapture:
         cap.count
 
     Ready (tcpdump printed "listening on") when `__enter__` returns; supervised like any lab process
-    (so `down` stops it even if the caller crashed) and stopped by process group on exit.
+    (so `down` stops it even if the caller crashed) and stopped by process group on exit. With `pcap`
+    the frames themselves are kept (`frames()`), for decoding what is inside tunnels (`arp_census`).
     """
 
     def __init__(self, lab: Lab, bpf_filter: str, *, interface: str = n.UL_BRIDGE,
-                 ready_timeout: float = 10.0, netns: str | None = None) -> None:
+                 ready_timeout: float = 10.0, netns: str | None = None, pcap: bool = False) -> None:
         self.lab = lab
         self.netns = netns or n.ul_ns(lab.name)  # another lab namespace, e.g. <lab>-ext with br-ext
         self.bpf_filter = bpf_filter
@@ -100,11 +109,15 @@ class UnderlayCapture:
         self.ready_timeout = ready_timeout
         self.name = f"capture-{os.getpid()}-{next(_capture_ids)}"
         self._lines: list[str] | None = None  # set when stopped
+        self._frames: list[bytes] | None = None  # set when stopped, with pcap
         self._log: Path | None = None
+        self._pcap: Path | None = lab.dir / f"{self.name}.pcap" if pcap else None
 
     def __enter__(self) -> UnderlayCapture:
-        argv = ["tcpdump", "-i", self.interface, "-n", "-e", "-tt", "-l", "--immediate-mode",
-                *self.bpf_filter.split()]
+        argv = ["tcpdump", "-i", self.interface, "-n", "-e", "-tt", "-l", "--immediate-mode"]
+        if self._pcap is not None:
+            argv += ["-U", "-w", str(self._pcap)]  # -U: each frame written as it comes
+        argv += self.bpf_filter.split()
         rec = self.lab.procs.start(self.name, argv, netns=self.netns)
         self._log = Path(rec.log)
         deadline = time.monotonic() + self.ready_timeout
@@ -135,7 +148,18 @@ class UnderlayCapture:
 
     @property
     def count(self) -> int:
-        return len(self.lines())
+        return len(self.frames()) if self._pcap is not None else len(self.lines())
+
+    def frames(self) -> list[bytes]:
+        """The captured frames (a `pcap` capture only)."""
+        if self._frames is not None:
+            return self._frames
+        assert self._pcap is not None, "frames() needs UnderlayCapture(..., pcap=True)"
+        return read_pcap(self._pcap) if self._pcap.exists() else []
+
+    def arp_census(self) -> ArpCensus:
+        """Outer (host) ARP and ARP inside the tunnels among the captured frames (a `pcap` capture)."""
+        return ArpCensus.of(self.frames())
 
     def wait_for(self, count: int, deadline_s: float) -> bool:
         """Poll until at least `count` frames were captured or the deadline passed."""
@@ -152,7 +176,10 @@ class UnderlayCapture:
             self._lines = self._parse()
             if self._log:
                 self._log.unlink(missing_ok=True)
-        return len(self._lines)
+            if self._pcap is not None:
+                self._frames = self.frames()
+                self._pcap.unlink(missing_ok=True)
+        return self.count
 
     def _parse(self) -> list[str]:
         return [line for line in self._read().splitlines() if PACKET_LINE.match(line)]

@@ -30,6 +30,9 @@ def port_addresses(port: dict[str, Any], subnet: dict[str, Any]) -> list[str]:
     return out
 
 
+ARP_RETRY_MS = 20
+
+
 def create_vm(lab: Lab, name: str, host: str, port: dict[str, Any], subnet: dict[str, Any],
               network_mtu: int, *, nic_up: bool = True) -> dict[str, Any]:
     """Create VM `name` on `host` with the port's MAC and IPs; returns its state.json record.
@@ -62,6 +65,9 @@ def create_vm(lab: Lab, name: str, host: str, port: dict[str, Any], subnet: dict
         if subnet.get("gateway_ip") and nic_up:
             lines.append(f"route add default via {subnet['gateway_ip']} dev {n.VM_IF}")
         run(["ip", "-n", vns, "-batch", "-"], input="\n".join(lines) + "\n")
+        # A guest retries ARP after 1 s; the lab's every 20 ms (as often as `ping_until` pings), so that
+        # convergence figures measure when the cloud knows a port, not when the guest asks again.
+        run(["sysctl", "-qw", f"net.ipv4.neigh.{n.VM_IF}.retrans_time_ms={ARP_RETRY_MS}"], netns=vns)
     except BaseException:
         delete_vm(lab, name)
         raise

@@ -15,6 +15,8 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from kvnet.model import security
+
 DEFAULT_PROJECT = "default"
 MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -41,6 +43,23 @@ MIN_MTU_V6 = 1280
 
 def new_id() -> str:
     return str(uuid.uuid4())
+
+
+def is_uuid(value: str) -> bool:
+    """Whether `value` is a full UUID in its canonical form (ids are; names never are)."""
+    try:
+        return str(uuid.UUID(value)) == value
+    except (ValueError, TypeError, AttributeError):
+        return False
+
+
+def canonical_id(value: object) -> str:
+    """A client-chosen id as kvnet stores it: a UUID in canonical lower-case form, or ValueError."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except ValueError:
+        raise ValueError(f"{str(value)[:60]!r} is not a UUID (ids are UUIDs; leave the id out and the server "
+                         "picks one)") from None
 
 
 def normalize_mac(value: str) -> str:
@@ -88,7 +107,9 @@ class Resource(BaseModel):
     @classmethod
     def _name(cls, value: str) -> str:
         if value and not NAME_RE.match(value):
-            raise ValueError(f"'{value}' is not a valid name (letters, digits, '_.-', at most 63)")
+            raise ValueError(f"'{value[:80]}' is not a valid name (letters, digits, '_.-', at most 63)")
+        if cls.kind != "hosts" and is_uuid(value.lower()):  # a host's name is its id anyway
+            raise ValueError(f"'{value}' is a UUID: a name cannot be one, or it would read as an id")
         return value
 
     @property
@@ -154,8 +175,19 @@ class Host(Resource):
     @model_validator(mode="before")
     @classmethod
     def _id_is_name(cls, data: Any) -> Any:
-        if isinstance(data, dict) and data.get("name") and not data.get("id"):
-            data = {**data, "id": data["name"]}
+        """A host's id is its name (its hostname): one may stand for the other, they may never differ."""
+        if not isinstance(data, dict):
+            return data
+        name, rid = data.get("name"), data.get("id")
+        if not name and not rid:
+            raise ValueError("name: a host needs a name (its hostname, which is also its id)")
+        if not rid:
+            return {**data, "id": name}
+        if not name:
+            return {**data, "name": rid}
+        if rid != name:
+            raise ValueError(f"name: a host's name is its id and cannot differ from it or change "
+                             f"(id {str(rid)[:60]!r})")
         return data
 
     @field_validator("tunnel_ip")
@@ -173,7 +205,7 @@ class Host(Resource):
 
 class Network(Resource):
     kind: ClassVar[str] = "networks"
-    server_fields: ClassVar[frozenset[str]] = frozenset()
+    server_fields: ClassVar[frozenset[str]] = frozenset({"ct_zone"})
 
     network_type: NetworkType = "vxlan"
     segmentation_id: int | None = None
@@ -181,6 +213,10 @@ class Network(Resource):
     mtu: int | None = None
     external: bool = False
     shared: bool = False
+    port_security_enabled: bool = True  # what its ports get unless they say otherwise
+    # The connection-tracking zone of the network's traffic on every host: tenants with the same
+    # addresses never share conntrack state. Unique in the cloud, kept for the network's life.
+    ct_zone: int | None = None
 
     @model_validator(mode="after")
     def _segment(self) -> Network:
@@ -359,9 +395,12 @@ class Port(Resource):
     device_owner: str = ""
     vnic_type: VnicType = "normal"
     binding_profile: dict[str, Any] = {}
+    # Not given on create: the network's. With it on, the port sends only from its own addresses and
+    # allowed pairs, and its groups' rules apply (`kvnet.server.rules.ports`).
     port_security_enabled: bool = True
-    allowed_address_pairs: list[AddressPair] = []
-    security_group_ids: list[str] = []
+    allowed_address_pairs: list[AddressPair] = Field([], max_length=64)
+    # Not given on create (a port with port security): its project's `default` group.
+    security_group_ids: list[str] = Field([], max_length=64)
     qos_policy_id: str | None = None
     status: PortStatus = "DOWN"
     status_detail: dict[str, Any] = {}
@@ -417,32 +456,62 @@ class FloatingIP(Resource):
 
 
 class SecurityGroupRule(BaseModel):
+    """One rule: what a port in the group may receive (ingress) or send (egress). Stateful: the replies
+    of an allowed connection are allowed too. `remote_group_id`: from/to any address of that group's
+    ports (fixed IPs and allowed address pairs), kept current as they come and go."""
+
     model_config = ConfigDict(extra="forbid")
+    id: str = Field(default_factory=new_id)
     direction: Literal["ingress", "egress"]
     ethertype: Literal["IPv4", "IPv6"] = "IPv4"
-    protocol: Literal["tcp", "udp", "icmp", "any"] = "any"
-    port_range_min: int | None = Field(None, ge=1, le=65535)
-    port_range_max: int | None = Field(None, ge=1, le=65535)
+    protocol: str | None = None  # a name, an IP protocol number, or None: any (security.protocol)
+    port_range_min: int | None = None  # tcp/udp/sctp...: first port; icmp/icmpv6: type
+    port_range_max: int | None = None  # tcp/udp/sctp...: last port; icmp/icmpv6: code
     remote_ip_prefix: str | None = None
     remote_group_id: str | None = None
+    description: str = Field("", max_length=255)
+
+    @field_validator("protocol", mode="before")
+    @classmethod
+    def _protocol(cls, value: object) -> str | None:
+        return security.protocol(value)
 
     @field_validator("remote_ip_prefix")
     @classmethod
     def _prefix(cls, value: str | None) -> str | None:
-        return None if value is None else str(ipaddress.ip_network(value, strict=False))
+        if value is None:
+            return None
+        try:
+            return str(ipaddress.ip_network(value, strict=False))
+        except ValueError:
+            raise ValueError(f"{value[:60]!r} is not a CIDR") from None
 
     @model_validator(mode="after")
-    def _ports(self) -> SecurityGroupRule:
-        if (self.port_range_min or self.port_range_max) and self.protocol not in ("tcp", "udp"):
-            raise ValueError("port_range_min: port ranges apply only to tcp and udp")
-        if self.port_range_min and self.port_range_max and self.port_range_min > self.port_range_max:
-            raise ValueError("port_range_min: is greater than port_range_max")
+    def _fields(self) -> SecurityGroupRule:
+        low, high = security.check_range(self.protocol, self.ethertype, self.port_range_min, self.port_range_max)
+        object.__setattr__(self, "port_range_min", low)
+        object.__setattr__(self, "port_range_max", high)
+        if self.remote_ip_prefix and self.remote_group_id:
+            raise ValueError("remote_group_id: give remote_ip_prefix or remote_group_id, not both")
+        if self.remote_ip_prefix and ipaddress.ip_network(self.remote_ip_prefix).version != int(self.ethertype[-1]):
+            raise ValueError(f"remote_ip_prefix: {self.remote_ip_prefix} is not an {self.ethertype} prefix")
         return self
+
+    def match(self) -> tuple[object, ...]:
+        """What the rule allows: two rules with the same match are the same rule, whatever their ids."""
+        return (self.direction, self.ethertype, self.protocol, self.port_range_min, self.port_range_max,
+                self.remote_ip_prefix, self.remote_group_id)
+
+
+MAX_RULES = 10_000
 
 
 class SecurityGroup(Resource):
+    """A set of rules for its ports. A group created without rules allows all egress (as Neutron's)."""
+
     kind: ClassVar[str] = "securitygroups"
-    rules: list[SecurityGroupRule] = []
+    description: str = Field("", max_length=255)
+    rules: list[SecurityGroupRule] = Field([], max_length=MAX_RULES)
 
 
 class QoSPolicy(Resource):

@@ -10,7 +10,8 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from kvnet.errors import Conflict, Exhausted, InvalidInput
+from kvnet.agent.plan import SHORT_ID_LEN, short_id
+from kvnet.errors import Conflict, Exhausted, IdTaken, InvalidInput
 from kvnet.model.resources import KEY_PREFIX, CloudConfig, Network, Subnet
 from kvnet.store.txn import Txn
 
@@ -158,6 +159,39 @@ def _take_segment(txn: Txn, network: Network, segment: int, message: str) -> Non
     txn.put(key, {"owner": network.id})
 
 
+# -- conntrack zones -------------------------------------------------------------------------------
+CT_ZONES = (1, 65535)  # 16 bits; zone 0 is the hosts' own traffic
+RANDOM_ZONE_ATTEMPTS = 8
+
+
+def ct_zone_key(zone: int) -> str:
+    return f"{ALLOC}ctzone/{zone}"
+
+
+def allocate_ct_zone(txn: Txn, network: Network, rng: random.Random | None = None) -> None:
+    """A zone no other network has: random picks first (one key lookup each, as for IPs), then a scan."""
+    rng = rng or random.SystemRandom()
+    low, high = CT_ZONES
+    for _ in range(RANDOM_ZONE_ATTEMPTS):
+        zone = rng.randint(low, high)
+        if txn.get(ct_zone_key(zone)) is None:
+            break
+    else:
+        taken = {int(k.rsplit("/", 1)[1]) for k in txn.keys(f"{ALLOC}ctzone/")}
+        zone = next((z for z in range(low, high + 1) if z not in taken), 0)
+        if not zone:
+            raise Exhausted(f"all {high} conntrack zones are in use: the cloud has as many networks as it can",
+                            field="ct_zone")
+        txn.get(ct_zone_key(zone))  # guard the pick against a racing writer
+    txn.put(ct_zone_key(zone), {"owner": network.id})
+    network.ct_zone = zone
+
+
+def release_ct_zone(txn: Txn, network: Network) -> None:
+    if network.ct_zone:
+        txn.delete(ct_zone_key(network.ct_zone))
+
+
 def release_segment(txn: Txn, network: Network) -> None:
     if network.network_type == "local":
         return
@@ -169,3 +203,36 @@ def release_segment(txn: Txn, network: Network) -> None:
 def load_config(txn: Txn) -> CloudConfig:
     data = txn.get(CloudConfig().key)
     return CloudConfig.model_validate(data) if data else CloudConfig()
+
+
+# -- ids ------------------------------------------------------------------------------------------
+# Kinds whose ids name objects on the hosts: bridges and tunnels (networks), taps and router legs
+# (ports), router namespaces (routers). Those names keep only an id's first hex digits.
+NAMED_KINDS = ("networks", "ports", "routers")
+# A server-picked id whose short form is taken is picked again; each try collides with probability
+# (resources of the kind) / 2**40.
+ID_ATTEMPTS = 4
+
+
+def short_id_key(kind: str, rid: str) -> str:
+    return f"{ALLOC}shortid/{kind}/{short_id(rid)}"
+
+
+def claim_short_id(txn: Txn, kind: str, rid: str) -> None:
+    """Reserve the id's short form within its kind, so that the device names derived from it are unique
+    on every host by construction (two networks sharing them would share a bridge: one tenant's VMs
+    on another tenant's segment)."""
+    key = short_id_key(kind, rid)
+    holder = txn.get(key)
+    if holder is not None and holder["owner"] != rid:
+        raise IdTaken(f"{rid} starts with the same {SHORT_ID_LEN} hex digits as {kind[:-1]} {holder['owner']}, "
+                      "and the names of its devices on the hosts derive from them: choose another id (or leave "
+                      "it out)", field="id")
+    txn.put(key, {"owner": rid})
+
+
+def release_short_id(txn: Txn, kind: str, rid: str) -> None:
+    key = short_id_key(kind, rid)
+    holder = txn.get(key)
+    if holder is not None and holder["owner"] == rid:
+        txn.delete(key)

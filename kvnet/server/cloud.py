@@ -1,6 +1,8 @@
 """The cloud service: every write validates, allocates and commits in one store transaction.
 
-The REST API (`kvnet.server.api`) is a thin layer over this class, and tests can drive it directly.
+Each write is a function of a transaction (`Write`), so that one call (`create`, `update`, ...) and a
+batch of them (`batch`: `kvnet apply -f`) commit the same way: all of it, or nothing. The REST API
+(`kvnet.server.api`) is a thin layer over this class, and tests can drive it directly.
 """
 
 from __future__ import annotations
@@ -10,8 +12,10 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from kvnet.errors import InvalidInput, NotFound
-from kvnet.model.parse import parse_resource
+from pydantic import BaseModel
+
+from kvnet.errors import Conflict, IdTaken, InvalidInput, KvnetError, NotFound
+from kvnet.model.parse import parse_model, parse_resource
 from kvnet.model.resources import (
     RESOURCE_TYPES,
     CloudConfig,
@@ -21,22 +25,28 @@ from kvnet.model.resources import (
     Port,
     Resource,
     Router,
+    SecurityGroup,
+    SecurityGroupRule,
     Subnet,
+    canonical_id,
     kind_prefix,
     resource_key,
 )
+from kvnet.server import allocation
 from kvnet.server.liveness import Liveness
-from kvnet.server.rules import floatingips, networks, ports, routers, subnets
+from kvnet.server.rules import floatingips, hosts, networks, ports, routers, securitygroups, subnets
 from kvnet.server.rules.common import load, remove, save
 from kvnet.store.base import Event, Store
 from kvnet.store.txn import Txn, transact
 
 RULES: dict[str, ModuleType] = {
-    Network.kind: networks, Subnet.kind: subnets, Port.kind: ports, Router.kind: routers,
-    FloatingIP.kind: floatingips,
+    Host.kind: hosts, Network.kind: networks, Subnet.kind: subnets, Port.kind: ports, Router.kind: routers,
+    FloatingIP.kind: floatingips, SecurityGroup.kind: securitygroups,
 }
 # Fields clients may not send: computed by the server, or written only by agents.
 READ_ONLY = {"id", "kind"}
+
+Write = Callable[[Txn], Any]
 
 
 class Cloud:
@@ -49,7 +59,7 @@ class Cloud:
         _check_kind(kind)
         entry = self.store.get(resource_key(kind, rid))
         if entry is None:
-            raise NotFound(f"no {kind[:-1]} with id {rid}", field="id")
+            raise NotFound(f"no {kind[:-1]} with id {rid[:80]}", field="id")
         return self._live([entry.value], kind)[0]
 
     def list(self, kind: str, filters: dict[str, str] | None = None) -> list[dict[str, Any]]:
@@ -87,9 +97,26 @@ class Cloud:
 
     # -- writes ---------------------------------------------------------------------------------
     def create(self, kind: str, data: dict[str, Any]) -> dict[str, Any]:
+        chosen = isinstance(data, dict) and "id" in data
+        for attempt in range(allocation.ID_ATTEMPTS):
+            try:
+                return self._commit(self.create_write(kind, data))
+            except IdTaken:  # a server-picked id: pick another
+                if chosen or attempt == allocation.ID_ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def create_write(self, kind: str, data: dict[str, Any]) -> Write:
+        """Creating one resource. An id the client gives must be a UUID not yet used; without one the
+        resource gets a fresh UUID, kept across the transaction's retries."""
         cls = _check_kind(kind)
         _reject_fields(data, READ_ONLY - {"id"} | cls.server_fields)
-        parsed = parse_resource(kind, data)  # the id it gets stays the same across retries
+        if "id" in data and kind != Host.kind:  # a host's id is its name, checked by the model
+            try:
+                data = {**data, "id": canonical_id(data["id"])}
+            except ValueError as exc:
+                raise InvalidInput(str(exc), field="id") from None
+        parsed = parse_resource(kind, data)
         attempts = 0
 
         def write(txn: Txn) -> Resource:
@@ -99,14 +126,17 @@ class Cloud:
             attempts += 1
             obj = parsed if attempts == 1 else parse_resource(kind, {**data, "id": parsed.id})
             if txn.get(obj.key) is not None:
-                raise InvalidInput(f"{obj.ref()} already exists", field="id")
+                raise IdTaken(f"a {kind[:-1]} with id {obj.id} already exists", field="id")
             _rules_call(kind, "create", txn, obj)
             save(txn, obj)
             return obj
 
-        return self._commit(write)
+        return write
 
     def update(self, kind: str, rid: str, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._commit(self.update_write(kind, rid, changes))
+
+    def update_write(self, kind: str, rid: str, changes: dict[str, Any]) -> Write:
         cls = _check_kind(kind)
         _reject_fields(changes, READ_ONLY | cls.server_fields)
 
@@ -117,9 +147,12 @@ class Cloud:
             save(txn, new)
             return new
 
-        return self._commit(write)
+        return write
 
     def delete(self, kind: str, rid: str) -> None:
+        transact(self.store, self.delete_write(kind, rid))
+
+    def delete_write(self, kind: str, rid: str) -> Write:
         cls = _check_kind(kind)
 
         def write(txn: Txn) -> None:
@@ -127,21 +160,78 @@ class Cloud:
             _rules_call(kind, "delete", txn, obj)
             remove(txn, obj)
 
-        transact(self.store, write)
+        return write
+
+    def batch(self, writes: list[Write]) -> tuple[list[Any], int | None]:
+        """Several writes in one transaction: every one of them, or (any raising) none. Returns each
+        write's result and the new revision. A failing write's error names it: `operations[i].<field>`."""
+
+        def run_all(txn: Txn) -> list[Any]:
+            results = []
+            for i, write in enumerate(writes):
+                try:
+                    results.append(write(txn))
+                except KvnetError as exc:
+                    exc.field = f"operations[{i}].{exc.field}" if exc.field else f"operations[{i}]"
+                    raise
+            return results
+
+        results, revision = transact(self.store, run_all)
+        return [_dump(r) for r in results], revision
 
     # -- actions --------------------------------------------------------------------------------
     def router_add_interface(self, router_id: str, subnet_id: str) -> dict[str, Any]:
-        return self._commit(lambda txn: routers.add_interface(txn, load(txn, Router, router_id, "id"), subnet_id))
+        return self._commit(self.interface_write(router_id, subnet_id, add=True))
 
     def router_remove_interface(self, router_id: str, subnet_id: str) -> dict[str, Any]:
-        return self._commit(
-            lambda txn: routers.remove_interface(txn, load(txn, Router, router_id, "id"), subnet_id))
+        return self._commit(self.interface_write(router_id, subnet_id, add=False))
 
-    def set_port_status(self, port_id: str, status: str, detail: dict[str, Any]) -> dict[str, Any]:
-        """Written by agents: ACTIVE once the port is wired, with how long that took."""
+    def interface_write(self, router_id: str, subnet_id: str, *, add: bool) -> Write:
+        action = routers.add_interface if add else routers.remove_interface
+        return lambda txn: action(txn, load(txn, Router, router_id, "id"), subnet_id)
+
+    def add_rule(self, group_id: str, rule: dict[str, Any]) -> dict[str, Any]:
+        return self._commit(self.add_rule_write(group_id, rule))
+
+    def add_rule_write(self, group_id: str, rule: dict[str, Any]) -> Write:
+        """One rule into a group (its id: given as a UUID, or picked)."""
+        if isinstance(rule, dict) and "id" in rule:
+            try:
+                rule = {**rule, "id": canonical_id(rule["id"])}
+            except ValueError as exc:
+                raise InvalidInput(str(exc), field="id") from None
+        parsed = parse_model(SecurityGroupRule, rule)
+        return lambda txn: securitygroups.add_rule(txn, load(txn, SecurityGroup, group_id, "id"),
+                                                   parsed.model_copy())
+
+    def remove_rule(self, group_id: str, rule_id: str) -> None:
+        transact(self.store, self.remove_rule_write(group_id, rule_id))
+
+    def remove_rule_write(self, group_id: str, rule_id: str) -> Write:
+        return lambda txn: securitygroups.remove_rule(txn, load(txn, SecurityGroup, group_id, "id"), rule_id)
+
+    def drain_host(self, name: str) -> dict[str, Any]:
+        """Unbind every port bound to host `name` (they go DOWN; its agent then removes their objects),
+        so that the host can be deleted."""
+
+        def write(txn: Txn) -> dict[str, Any]:
+            host = load(txn, Host, name, field="id")
+            return {"host": host.id, "unbound_ports": hosts.drain(txn, host)}
+
+        result, revision = transact(self.store, write)
+        return {**result, "revision": revision or self.store.revision()}
+
+    def set_port_status(self, port_id: str, status: str, detail: dict[str, Any], host: str) -> dict[str, Any]:
+        """Written by agents: ACTIVE once the port is wired, with how long that took. Only the agent of
+        the host the port is bound to may say: a host that lost the port (a VM moved away) reports from
+        a stale view."""
 
         def write(txn: Txn) -> Port:
             port = load(txn, Port, port_id, field="id")
+            if port.binding_host != host:
+                bound = f"bound to host {port.binding_host}" if port.binding_host else "not bound to any host"
+                raise Conflict(f"port {port.id} is {bound}; only its binding host reports its status, not "
+                               f"{str(host)[:80]}", field="host")
             port.status = status  # type: ignore[assignment]  # validated by validate_assignment
             port.status_detail = detail
             save(txn, port)
@@ -165,6 +255,9 @@ class Cloud:
         return entry.value if entry else CloudConfig().model_dump(mode="json")
 
     def set_config(self, changes: dict[str, Any]) -> dict[str, Any]:
+        return self._commit(self.config_write(changes))
+
+    def config_write(self, changes: dict[str, Any]) -> Write:
         _reject_fields(changes, READ_ONLY)
 
         def write(txn: Txn) -> Resource:
@@ -173,17 +266,21 @@ class Cloud:
             save(txn, new)
             return new
 
-        return self._commit(write)
+        return write
 
-    def _commit(self, write: Callable[[Txn], Resource]) -> dict[str, Any]:
+    def _commit(self, write: Write) -> dict[str, Any]:
         obj, _ = transact(self.store, write)
-        return obj.model_dump(mode="json")
+        return _dump(obj)
+
+
+def _dump(result: Any) -> Any:
+    return result.model_dump(mode="json") if isinstance(result, BaseModel) else result
 
 
 def _check_kind(kind: str) -> type[Resource]:
     cls = RESOURCE_TYPES.get(kind)
     if cls is None or kind == CloudConfig.kind:
-        raise NotFound(f"unknown resource kind {kind!r}", field="kind")
+        raise NotFound(f"unknown resource kind {kind[:40]!r}", field="kind")
     return cls
 
 

@@ -44,7 +44,7 @@ def test_host_goes_down_within_its_ttl_and_its_ports_say_so(stores: tuple[Store,
     net = one.create("networks", {"name": "n"})
     one.create("subnets", {"network_id": net["id"], "cidr": "10.1.0.0/24"})
     port = one.create("ports", {"network_id": net["id"], "binding_host": "h1"})
-    one.set_port_status(port["id"], "ACTIVE", {"host": "h1"})
+    one.set_port_status(port["id"], "ACTIVE", {}, "h1")
     assert status(one, "h1") == "unknown"
     deadline = time.monotonic() + 3
     while time.monotonic() < deadline:  # heartbeats alternate between the two servers

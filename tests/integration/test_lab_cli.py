@@ -35,6 +35,12 @@ def test_up_status_down() -> None:
             res = runner.invoke(app, ["vm", "exec", "nosuchvm", "--name", name, "--", "true"], env=env)
             assert res.exit_code == 1 and "no VM" in res.output
 
+            # An API error (here: no server) is one line, not a traceback.
+            res = runner.invoke(app, ["vm", "create", "vm1", "--host", "h1", "--network", "blue", "--name", name],
+                                env=env)
+            assert res.exit_code == 1 and res.output.startswith("error: cannot reach the kvnet server")
+            assert "Traceback" not in res.output and len(res.output.splitlines()) == 1
+
             res = runner.invoke(app, ["down", "--name", name], env=env)
             assert res.exit_code == 0 and "removed 4 namespace(s)" in res.output
             assert netns.list_with_prefix(n.prefix(name)) == []

@@ -9,7 +9,7 @@ import pytest
 
 from kvnet.lab import names as n
 from kvnet.lab.lab import Lab, LabError
-from kvnet.lab.probe import UnderlayCapture, host_exec
+from kvnet.lab.probe import UnderlayCapture, arp_capture, host_exec
 from kvnet.lab.spec import default_spec
 from kvnet.lab.testing import running_lab
 from kvnet.sys import netns
@@ -112,3 +112,25 @@ def test_up_refuses_a_lab_that_is_already_up(lab: Lab) -> None:
 
 def test_status_is_json_serialisable(lab: Lab) -> None:
     assert json.loads(json.dumps(lab.status()))["name"] == lab.name
+
+
+def test_arp_census_tells_tenant_arp_in_a_tunnel_from_the_hosts_own(lab: Lab) -> None:
+    """A hand-built VXLAN between h1 and h2 without any ARP responder: an ARP for an address behind
+    it crosses the underlay inside the tunnel, and resolving h2's tunnel IP is the hosts' own ARP."""
+    ends = {"h1": "10.77.0.1/24", "h2": "10.77.0.2/24"}
+    for host, peer in (("h1", "192.0.2.2"), ("h2", "192.0.2.1")):
+        host_exec(lab, host, ["ip", "link", "add", "kvtest-vx", "type", "vxlan", "id", "77", "dstport", "4789",
+                              "remote", peer, "dev", "ul0"])
+        host_exec(lab, host, ["ip", "addr", "add", ends[host], "dev", "kvtest-vx"])
+        host_exec(lab, host, ["ip", "link", "set", "kvtest-vx", "up"])
+    try:
+        run(["ip", "-n", n.host_ns(lab.name, "h1"), "neigh", "flush", "dev", "ul0"])
+        with arp_capture(lab) as cap:
+            assert host_exec(lab, "h1", ["ping", "-c1", "-W2", "10.77.0.2"], check=False).returncode == 0
+        census = cap.arp_census()
+        assert census.tenant_arp_in_tunnels >= 2  # the request and the reply, inside VXLAN
+        assert census.underlay_host_arp >= 1  # h1 resolving 192.0.2.2
+        assert census.tunnel_frames > census.tenant_arp_in_tunnels  # the pings themselves
+    finally:
+        for host in ends:
+            host_exec(lab, host, ["ip", "link", "del", "kvtest-vx"], check=False)

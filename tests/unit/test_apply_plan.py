@@ -14,6 +14,7 @@ from kvnet.errors import Conflict, InvalidInput
 EXAMPLE = Path(__file__).parents[2] / "examples" / "cloud.yaml"
 
 SMALL = """
+project: blue
 networks:
   - {name: blue-net, project_id: blue, network_type: vxlan}
 subnets:
@@ -29,14 +30,14 @@ def stored() -> State:
     """What the server holds after SMALL was applied, with the fields the server computes."""
     net = {"id": "n1", "name": "blue-net", "project_id": "blue", "network_type": "vxlan", "segmentation_id": 1001,
            "physnet": None, "mtu": 1450, "external": False, "shared": False}
-    subnet = {"id": "s1", "name": "blue-subnet", "project_id": "default", "network_id": "n1",
+    subnet = {"id": "s1", "name": "blue-subnet", "project_id": "blue", "network_id": "n1",
               "cidr": "10.10.0.0/24", "gateway_ip": "10.10.0.1", "ip_version": 4,
               "allocation_pools": [{"start": "10.10.0.2", "end": "10.10.0.254"}], "dns_nameservers": []}
-    router = {"id": "r1id", "name": "r1", "project_id": "default", "mode": "centralized",
+    router = {"id": "r1id", "name": "r1", "project_id": "blue", "mode": "centralized",
               "external_gateway": None, "interfaces": [{"subnet_id": "s1", "port_id": "p0"}]}
     router_port = {"id": "p0", "name": "", "network_id": "n1", "device_owner": "network:router_interface",
                    "fixed_ips": [{"subnet_id": "s1", "ip_address": "10.10.0.1"}]}
-    port = {"id": "p1", "name": "vm1", "project_id": "default", "network_id": "n1", "status": "DOWN",
+    port = {"id": "p1", "name": "vm1", "project_id": "blue", "network_id": "n1", "status": "DOWN",
             "mac_address": "fa:6b:76:00:00:01", "fixed_ips": [{"subnet_id": "s1", "ip_address": "10.10.0.10"}]}
     return State({"networks": [net], "subnets": [subnet], "routers": [router], "ports": [router_port, port]},
                  {"id": "cloud", "underlay_mtu": 1500})
@@ -130,19 +131,21 @@ def test_router_without_interfaces_key_leaves_interfaces_alone() -> None:
 
 def test_prune_deletes_unlisted_named_resources_first_in_reverse_order() -> None:
     state = stored()
-    state.resources["networks"].append({"id": "n2", "name": "old-net", "network_type": "vxlan"})
-    state.resources["ports"].append({"id": "p2", "name": "old-port", "network_id": "n2"})
+    state.resources["networks"].append({"id": "n2", "name": "old-net", "project_id": "blue", "network_type": "vxlan"})
+    state.resources["ports"].append({"id": "p2", "name": "old-port", "project_id": "blue", "network_id": "n2"})
+    state.resources["ports"].append({"id": "p3", "name": "red-port", "project_id": "red", "network_id": "n9"})
     state.resources["qospolicies"] = [{"id": "q1", "name": "gold", "max_kbps": 1000}]
     desired = parse_file(SMALL + "  - {name: vm2, network: blue-net}\n")
     assert summary(plan(state, desired)) == [("+", "ports", "vm2")]
     steps = plan(state, desired, prune=True)
-    # the unnamed router port is not the file's to delete; qospolicies are not listed in the file at all
+    # the unnamed router port is not the file's to delete; qospolicies are not listed in the file at all;
+    # project red's port is not the file's either: it speaks for project blue only
     assert summary(steps) == [("-", "ports", "old-port"), ("-", "networks", "old-net"), ("+", "ports", "vm2")]
     assert steps[0].rid == "p2"
 
 
 def test_prune_of_router_and_subnet_detaches_interfaces_once() -> None:
-    desired = parse_file("networks: [{name: blue-net, project_id: blue, network_type: vxlan}]\n"
+    desired = parse_file("project: blue\nnetworks: [{name: blue-net, project_id: blue, network_type: vxlan}]\n"
                          "subnets: []\nrouters: []\nports: [{name: vm1, network: blue-net}]")
     steps = plan(stored(), desired, prune=True)
     assert summary(steps) == [("-", "routers", "r1/blue-subnet"), ("-", "routers", "r1"),

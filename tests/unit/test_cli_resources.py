@@ -64,7 +64,7 @@ def test_kvnet_error_prints_field_and_message_and_exits_1(api_server: Any) -> No
     assert "Traceback" not in result.stderr + result.stdout
     missing = kvnet(api_server, "port", "show", "nope")
     assert missing.exit_code == 1
-    assert "error: id: no port with id or name 'nope'" in missing.stderr
+    assert "error: name: no port named 'nope'" in missing.stderr
 
 
 def test_conflicting_options_are_refused(api_server: Any) -> None:

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from kvnet.errors import Conflict, Exhausted, InvalidInput
-from kvnet.model.resources import FixedIP, FloatingIP, Host, Network, Port, QoSPolicy, SecurityGroup, Subnet
+from typing import Any
+
+from kvnet.errors import Conflict, Exhausted, IdTaken, InvalidInput
+from kvnet.model.resources import FixedIP, FloatingIP, Host, Network, Port, QoSPolicy, Subnet
 from kvnet.server import allocation
+from kvnet.server.rules import port_security
 from kvnet.server.rules.common import immutable, load, load_all, save
 from kvnet.server.rules.vf_binding import bind_vf
 from kvnet.store.txn import Txn
@@ -13,8 +16,10 @@ ROUTER_OWNERS = ("network:router_interface", "network:router_gateway")
 
 
 def create(txn: Txn, port: Port) -> None:
+    allocation.claim_short_id(txn, Port.kind, port.id)
     network = load(txn, Network, port.network_id, field="network_id")
     _check_references(txn, port)
+    port_security.settle(txn, port, network, creating=True)
     bind_vf(txn, port)
     if port.mac_address:
         allocation.claim_mac(txn, port.mac_address, f"port {port.id}")
@@ -26,9 +31,26 @@ def create(txn: Txn, port: Port) -> None:
     port.status = "BUILD" if port.binding_host else "DOWN"
 
 
+def create_owned(txn: Txn, **fields: Any) -> Port:
+    """A port the server makes for a router (interface, gateway), saved; its id is picked again in the
+    rare case that its short form is taken (nothing is written before that check)."""
+    for attempt in range(allocation.ID_ATTEMPTS):
+        port = Port(**fields)
+        try:
+            create(txn, port)
+        except IdTaken:
+            if attempt == allocation.ID_ATTEMPTS - 1:
+                raise
+            continue
+        save(txn, port)
+        return port
+    raise AssertionError("unreachable")
+
+
 def update(txn: Txn, old: Port, new: Port) -> None:
     immutable(old, new, "network_id")
     _check_references(txn, new)
+    port_security.settle(txn, new, load(txn, Network, new.network_id), creating=False)
     bind_vf(txn, new, old)
     if new.mac_address != old.mac_address:
         if new.mac_address is None:
@@ -53,6 +75,7 @@ def delete(txn: Txn, port: Port) -> None:
 
 def release(txn: Txn, port: Port) -> None:
     """Free everything the port holds and detach floating IPs from it."""
+    allocation.release_short_id(txn, Port.kind, port.id)
     _release_ips(txn, port)
     if port.mac_address:
         allocation.release_mac(txn, port.mac_address)
@@ -72,8 +95,6 @@ def _release_ips(txn: Txn, port: Port) -> None:
 def _check_references(txn: Txn, port: Port) -> None:
     if port.binding_host:
         load(txn, Host, port.binding_host, field="binding_host")
-    for i, sg_id in enumerate(port.security_group_ids):
-        load(txn, SecurityGroup, sg_id, field=f"security_group_ids[{i}]")
     if port.qos_policy_id:
         load(txn, QoSPolicy, port.qos_policy_id, field="qos_policy_id")
 

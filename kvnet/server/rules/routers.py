@@ -15,12 +15,14 @@ from kvnet.model.resources import (
     RouterInterface,
     Subnet,
 )
+from kvnet.server import allocation
 from kvnet.server.rules import ports
 from kvnet.server.rules.common import load, load_all, remove, save
 from kvnet.store.txn import Txn
 
 
 def create(txn: Txn, router: Router) -> None:
+    allocation.claim_short_id(txn, Router.kind, router.id)
     router.interfaces = []
     if router.external_gateway is not None:
         router.external_gateway = _gateway_port(txn, router, router.external_gateway.network_id)
@@ -44,6 +46,7 @@ def delete(txn: Txn, router: Router) -> None:
                        "first", field="interfaces")
     if router.external_gateway:
         _drop_gateway(txn, router)
+    allocation.release_short_id(txn, Router.kind, router.id)
 
 
 def add_interface(txn: Txn, router: Router, subnet_id: str) -> Router:
@@ -64,11 +67,9 @@ def add_interface(txn: Txn, router: Router, subnet_id: str) -> Router:
         if cidr.overlaps(ipaddress.ip_network(attached.cidr)):
             raise InvalidInput(f"{subnet.cidr} overlaps {attached.cidr}, already on router {router.ref()}",
                                field="subnet_id")
-    port = Port(network_id=network.id, project_id=router.project_id, device_id=router.id,
-                device_owner="network:router_interface",
-                fixed_ips=[FixedIP(subnet_id=subnet.id, ip_address=subnet.gateway_ip)])
-    ports.create(txn, port)
-    save(txn, port)
+    port = ports.create_owned(txn, network_id=network.id, project_id=router.project_id, device_id=router.id,
+                              device_owner="network:router_interface",
+                              fixed_ips=[FixedIP(subnet_id=subnet.id, ip_address=subnet.gateway_ip)])
     router.interfaces = [*router.interfaces, RouterInterface(subnet_id=subnet.id, port_id=port.id)]
     save(txn, router)
     return router
@@ -99,10 +100,8 @@ def _gateway_port(txn: Txn, router: Router, network_id: str) -> ExternalGateway:
     network = load(txn, Network, network_id, field="external_gateway.network_id")
     if not network.external:
         raise InvalidInput(f"network {network.ref()} is not external", field="external_gateway.network_id")
-    port = Port(network_id=network.id, project_id=router.project_id, device_id=router.id,
-                device_owner="network:router_gateway")
-    ports.create(txn, port)
-    save(txn, port)
+    port = ports.create_owned(txn, network_id=network.id, project_id=router.project_id, device_id=router.id,
+                              device_owner="network:router_gateway")
     return ExternalGateway(network_id=network.id, port_id=port.id, ip_address=port.ips()[0] if port.ips()
                            else None)
 
