@@ -17,6 +17,7 @@ from collections import defaultdict
 from kvnet.agent.model import CloudModel
 from kvnet.agent.names import refuse_collisions
 from kvnet.agent.routing import RoutingView
+from kvnet.agent.security import compile_filters
 from kvnet.errors import NotFound
 from kvnet.model.resources import Host, Network, Port
 from kvnet.plan import (
@@ -70,9 +71,11 @@ def compile_host(host_name: str, model: CloudModel) -> HostPlan:
                 ips=tuple(port.ips()), device=port_device_name(port.id), mtu=present[port.network_id].mtu,
                 vnic_type=port.vnic_type, gateway_redirects=redirects.get(port.id, ())))
     checked = refuse_collisions(tuple(networks), tuple(port_plans), routing.router_plans(host_name))
+    filters, address_sets = compile_filters(model, checked.ports)
     return HostPlan(host=host_name, tunnel_ip=host.tunnel_ip, l2_population=model.config.l2_population,
                     arp_responder=model.config.arp_responder, networks=checked.networks, ports=checked.ports,
-                    routers=checked.routers, conflicts=checked.conflicts)
+                    routers=checked.routers, conflicts=checked.conflicts, filters=filters,
+                    address_sets=address_sets)
 
 
 def _network_plan(host: Host, network: Network, ports: list[Port], model: CloudModel) -> NetworkPlan | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from kvnet.plan.routing import RouterPlan
+from kvnet.plan.security import AddressSet, PortFilter
 
 
 @dataclass(frozen=True, order=True)
@@ -93,6 +94,9 @@ class HostPlan:
     routers: tuple[RouterPlan, ...] = ()
     # Resources left out because their names collide on this host (kvnet.agent.names).
     conflicts: tuple[NameConflict, ...] = ()
+    # Ports with port security, and the remote groups their rules name (kvnet.agent.security).
+    filters: tuple[PortFilter, ...] = ()
+    address_sets: tuple[AddressSet, ...] = ()
 
     def network(self, network_id: str) -> NetworkPlan | None:
         return next((n for n in self.networks if n.network_id == network_id), None)
