@@ -12,6 +12,7 @@ driver delete everything kvnet owns there. Names that collide on the host are re
 
 from __future__ import annotations
 
+import ipaddress
 from collections import defaultdict
 
 from kvnet.agent.model import CloudModel
@@ -78,6 +79,23 @@ def compile_host(host_name: str, model: CloudModel) -> HostPlan:
                     address_sets=address_sets)
 
 
+def arp_entries(ports: list[Port]) -> tuple[tuple[str, str], ...]:
+    """(ip, mac) the host answers ARP for: every fixed IPv4 address, and every single address of an
+    allowed pair (with the pair's MAC, else the port's) -- a VIP whose ARP the responder would
+    otherwise swallow. One such address claimed with two MACs (a VIP two ports share without a virtual
+    MAC) is left out: no answer beats a wrong one, and its holder's own ARP still reaches its host."""
+    fixed = {(ip, port.mac_address or "") for port in ports for ip in port.ips() if ":" not in ip}
+    claimed: dict[str, set[str]] = {}
+    for port in ports:
+        for pair in port.allowed_address_pairs:
+            net = ipaddress.ip_network(pair.ip_address)
+            if net.version == 4 and net.num_addresses == 1:
+                claimed.setdefault(str(net.network_address), set()).add(pair.mac_address or port.mac_address or "")
+    fixed_ips = {ip for ip, _ in fixed}
+    pairs = {(ip, macs.pop()) for ip, macs in claimed.items() if len(macs) == 1 and ip not in fixed_ips}
+    return tuple(sorted(fixed | pairs))
+
+
 def _network_plan(host: Host, network: Network, ports: list[Port], model: CloudModel) -> NetworkPlan | None:
     uplink = None
     if network.network_type in ("flat", "vlan"):
@@ -96,12 +114,9 @@ def _network_plan(host: Host, network: Network, ports: list[Port], model: CloudM
             if model.config.l2_population:
                 remotes.append(RemoteEndpoint(mac=port.mac_address or "", ips=tuple(port.ips()),
                                               tunnel_ip=peer.tunnel_ip))
-    arp = ()
-    if model.config.arp_responder:
-        arp = tuple(sorted({(ip, port.mac_address or "") for port in ports for ip in port.ips()
-                            if ":" not in ip}))
+    arp = arp_entries(ports) if model.config.arp_responder else ()
     return NetworkPlan(
         network_id=network.id, network_type=network.network_type, segmentation_id=network.segmentation_id,
         mtu=network.mtu or 1500, bridge=bridge_name(network.id),
         tunnel=tunnel_name(network.id) if tunneled else None, physnet_interface=uplink,
-        flood_to=tuple(sorted(flood)), remotes=tuple(sorted(remotes)), arp_entries=arp)
+        flood_to=tuple(sorted(flood)), remotes=tuple(sorted(remotes)), arp_entries=arp, ct_zone=network.ct_zone or 0)

@@ -24,7 +24,7 @@ from typing import Any
 from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
 from kvnet.client import Client
-from kvnet.dataplane.linux import LinuxDriver, gateway_redirect, pinned_fdb
+from kvnet.dataplane.linux import LinuxDriver, filters, pinned_fdb
 from kvnet.dataplane.linux.observe import observe
 from kvnet.dataplane.linux.router import RouterDriver
 from kvnet.dataplane.ovs import OvsDriver
@@ -38,6 +38,7 @@ from kvnet.lab.spec import default_spec
 from kvnet.lab.vm import delete_vm
 from kvnet.plan import HostPlan
 from kvnet.sys.cmd import run_json
+from kvnet.sys.runner import SYSTEM
 
 Progress = Callable[[str], None]
 EXT_CIDR = "203.0.113.0/24"
@@ -138,10 +139,10 @@ def _linux_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:
     ns = n.host_ns(lab.name, host)
     observed = observe(ns)
     l2 = LinuxDriver(ns).plan_changes(plan, observed)
-    redirect_stale, redirect_total = gateway_redirect.pending(plan, ns)
+    filter_stale, filter_total = filters.pending(plan, ns, SYSTEM, set(observed.links))
     pin_stale, pin_total = pinned_fdb.pending(plan, observed)
-    return (sum(l2.counts()["removed"].values()) + redirect_stale + pin_stale,
-            len(l2) + redirect_total + pin_total)
+    return (sum(l2.counts()["removed"].values()) + filter_stale + pin_stale,
+            len(l2) + filter_total + pin_total)
 
 
 def _ovs_pending(lab: Lab, host: str, plan: HostPlan) -> tuple[int, int]:

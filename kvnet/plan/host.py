@@ -62,6 +62,7 @@ class NetworkPlan:
     flood_to: tuple[str, ...] = ()
     remotes: tuple[RemoteEndpoint, ...] = ()
     arp_entries: tuple[tuple[str, str], ...] = ()
+    ct_zone: int = 0  # the network's conntrack zone (0: none yet, from before kvnet allocated them)
 
 
 @dataclass(frozen=True, order=True)

@@ -12,6 +12,7 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from kvnet.sys import nftlib
 from kvnet.sys.cmd import CommandError
 
 
@@ -23,6 +24,9 @@ class Runner(Protocol):
 class SystemRunner:
     def run(self, argv: Sequence[str], *, input: str | None = None,
             timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        in_process = nftlib.run(argv, input)  # nft in this process when it can (kvnet.sys.nftlib)
+        if in_process is not None:
+            return in_process
         try:
             return subprocess.run(list(argv), input=input, capture_output=True, text=True, timeout=timeout)
         except (OSError, subprocess.TimeoutExpired) as exc:  # a missing tool or a hung one: a failed command

@@ -79,3 +79,15 @@ def test_a_network_without_a_conntrack_zone_is_denied_until_it_has_one() -> None
     vm = port(1, "h1", [WEB.id])
     plan = compile_host("h1", CloudModel.from_resources([Host(name="h1", tunnel_ip="192.0.2.1"), old, WEB, vm]))
     assert plan.filters[0].rules == () and plan.filters[0].ct_zone == 0
+
+
+def test_the_arp_responder_answers_for_a_pairs_single_address_unless_two_macs_claim_it() -> None:
+    vip = AddressPair(ip_address="10.0.0.99")
+    vmac_vip = AddressPair(ip_address="10.0.0.50", mac_address="00:00:5e:00:01:07")  # VRRP's virtual MAC
+    a = port(1, "h1", [WEB.id], allowed_address_pairs=[vip, vmac_vip, AddressPair(ip_address="10.0.0.96/28")])
+    b = port(2, "h2", [WEB.id], allowed_address_pairs=[vmac_vip])
+    arp = dict(compile_host("h1", model(a, b)).networks[0].arp_entries)
+    assert arp["10.0.0.99"] == a.mac_address and arp["10.0.0.50"] == "00:00:5e:00:01:07"
+    assert not any(ip.startswith("10.0.0.9") and ip != "10.0.0.99" for ip in arp)  # a range: nothing to answer
+    shared = port(3, "h2", [WEB.id], allowed_address_pairs=[vip])  # the same VIP, another MAC
+    assert "10.0.0.99" not in dict(compile_host("h1", model(a, b, shared)).networks[0].arp_entries)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from kvnet.dataplane.linux.gateway_redirect import RedirectTable
+from kvnet.dataplane.linux.filter_objects import ObservedFilters
 from kvnet.dataplane.linux.router_diff import RouterChanges
 from kvnet.dataplane.linux.state import ObservedState
 from kvnet.plan import HostPlan
@@ -23,10 +23,7 @@ class LinuxPass:
     announce: Announce
     observed: ObservedState | None = None  # the L2 manager's observation, for the pins and the redirects after it
     routed: RouterChanges | None = None  # what the router manager changed, for the announcements
-    redirects: RedirectTable = field(init=False)  # the host's redirect table, read once per pass
-
-    def __post_init__(self) -> None:
-        self.redirects = RedirectTable(self.netns, self.runner)
+    filters: ObservedFilters | None = None  # the filter tables as the first filter phase left them
 
 
 def ports_by_network(plan: HostPlan) -> dict[str, tuple[str, ...]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from kvnet.dataplane.linux import garp
 from kvnet.dataplane.linux.context import Announce, LinuxPass
 from kvnet.dataplane.linux.diff import ChangeSet, diff
-from kvnet.dataplane.linux.gateway_redirect import RedirectsAfter, RedirectsBefore
+from kvnet.dataplane.linux.filters import Filters
 from kvnet.dataplane.linux.l2 import L2
 from kvnet.dataplane.linux.observe import observe
 from kvnet.dataplane.linux.pinned_fdb import PinnedFdb
@@ -33,8 +33,9 @@ class LinuxDriver:
         self.routers = RouterDriver(netns, runner)
         # The phase order, and why -- the one place it lives:
         self.phases: tuple[Manager[LinuxPass], ...] = (
-            # 1. Stop readdressing FIP holders' frames to a FIP namespace leg the router pass may delete.
-            RedirectsBefore(),
+            # 1. Filters (port security, security groups) in place before L2 attaches a new tap, and no
+            #    FIP holder's frame readdressed to a FIP namespace leg the router pass may delete.
+            Filters(after_l2=False),
             # 2. Router namespaces and their veth legs: the legs' host ends are ports for the L2 pass.
             Routers(self.routers),
             # 3. Bridges, tunnels, attachments (taps, legs), FDB, neighbours; its observation feeds 4 and 5.
@@ -42,7 +43,7 @@ class LinuxDriver:
             # 4. MACs pinned on the ports L2 saw (legs, FIP holders): a device created since waits a pass.
             PinnedFdb(),
             # 5. Start readdressing once L2 has plugged the new leg and tap (as its observation saw them).
-            RedirectsAfter(),
+            Filters(after_l2=True),
             # 6. Announce new floating IPs once their legs are on their bridges.
             FipAnnounce(announce),
         )

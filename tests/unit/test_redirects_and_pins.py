@@ -1,10 +1,9 @@
-"""The host's nft `netdev kvnet` table that sends a FIP holder's routed frames to its router's FIP
-namespace, and the MACs pinned on bridge ports (pure parts: which taps, the table, the transaction,
-the pins)."""
+"""Which FIP holders' frames are readdressed to their router's FIP namespace (the rule itself is in the
+port filters: test_linux_filters), and the MACs pinned on bridge ports (pure parts)."""
 
 from __future__ import annotations
 
-from kvnet.dataplane.linux.gateway_redirect import Redirect, desired_redirects, render_table, table_script
+from kvnet.dataplane.linux.filter_render import desired_redirects
 from kvnet.dataplane.linux.observe import parse_pins
 from kvnet.dataplane.linux.pinned_fdb import desired_pins, diff_pins, kvnet_port_devices, plan_pins
 from kvnet.dataplane.linux.state import Link, ObservedState
@@ -15,30 +14,11 @@ HOLDER = PortPlan("vm-a", "net-a", "fa:6b:76:00:02:00", ("10.1.0.10",), "kvt-a",
 OTHER = PortPlan("vm-c", "net-a", "fa:6b:76:00:02:09", ("10.1.0.20",), "kvt-c", 1450)
 FIP_NS = RouterPlan("r1", "dvr_fip", legs=(RouterLeg("fq-a", "kvt-fq", "net-a", FQ, 1450),), instance="fip")
 PLAN = HostPlan("h2", "192.0.2.2", True, True, ports=(HOLDER, OTHER), routers=(FIP_NS,))
-TO_FQ = Redirect(GW, FQ, "kvt-fq")
 
 
-def test_only_fip_holders_taps_that_exist_get_a_chain_to_a_leg_that_exists() -> None:
-    assert desired_redirects(PLAN, {"kvt-a", "kvt-c", "kvt-fq"}) == {"kvt-a": (TO_FQ,)}
-    assert desired_redirects(PLAN, {"kvt-c", "kvt-fq"}) == {}  # the hypervisor has not created the tap yet
+def test_only_fip_holders_taps_get_a_redirect_to_a_leg_that_exists() -> None:
+    assert desired_redirects(PLAN, {"kvt-a", "kvt-c", "kvt-fq"}) == {"kvt-a": ((GW, FQ),)}
     assert desired_redirects(PLAN, {"kvt-a", "kvt-c"}) == {}  # the router pass has not made the leg yet
-
-
-def test_the_table_forwards_ipv4_for_the_gateway_mac_to_the_leg_on_the_taps_ingress_only() -> None:
-    digest, body = render_table({"kvt-a": (TO_FQ,)})
-    assert digest and 'type filter hook ingress device "kvt-a" priority filter; policy accept;' in body
-    assert f'ether type ip ether daddr {GW} ether daddr set {FQ} fwd to "kvt-fq"' in body  # ARP untouched
-    assert body.count("chain ") == 1
-    assert render_table({}) == (None, "")
-    assert render_table({"kvt-a": (TO_FQ._replace(leg_mac="02:6b:00:00:00:02"),)})[0] != digest  # any change shows
-
-
-def test_the_table_is_replaced_or_deleted_in_one_transaction() -> None:
-    digest, body = render_table({"kvt-a": (TO_FQ,)})
-    script = table_script(digest, body)
-    assert script.startswith("table netdev kvnet {}\ndelete table netdev kvnet\n")
-    assert f'comment "kvnet:{digest}"' in script
-    assert table_script(None, "") == "table netdev kvnet {}\ndelete table netdev kvnet\n"
 
 
 def test_fip_holders_and_legs_macs_are_pinned_on_ports_the_bridge_has() -> None:
