@@ -15,6 +15,7 @@ from kvnet.dataplane.linux.filter_render import (
     assign_marks,
     render_filters,
     rule_line,
+    rule_sets,
 )
 from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RouterLeg, RouterPlan
 from kvnet.plan.security import AddressSet, PortFilter, RuleMatch
@@ -57,12 +58,24 @@ def test_anti_spoof_binds_each_address_to_its_mac_and_drops_the_rest() -> None:
     assert rules[-1] == "ether type != { ip, arp, ip6 } drop"  # a VLAN tag carries nothing past the checks
 
 
-def test_rules_become_one_line_each() -> None:
-    assert rule_line(RULES[1]) == "meta nfproto ipv4 ip saddr 192.0.2.0/24 meta l4proto 6 th dport 22 return"
+def test_rules_become_set_elements_and_remote_group_rules_lines() -> None:
+    assert rule_sets(RULES, "4") == [("icmp", frozenset({"8 . 0-255 . 0.0.0.0/0"})),
+                                     ("port", frozenset({"6 . 22 . 192.0.2.0/24"})),
+                                     ("proto", frozenset({"0-255 . 0.0.0.0/0", "17 . 0.0.0.0/0"}))]
     assert rule_line(RULES[2]) == f"meta nfproto ipv4 ip saddr @g4-{GROUP} meta l4proto 17 return"
-    assert rule_line(RULES[3]) == "meta nfproto ipv4 meta l4proto 1 icmp type 8 return"
     assert rule_line(RuleMatch("egress", "IPv6", 6, 80, 90, remote_prefix="2001:db8::/32")) == \
         "meta nfproto ipv6 ip6 daddr 2001:db8::/32 meta l4proto 6 th dport 80-90 return"
+
+
+def test_a_thousand_rules_are_as_many_lookups_as_ten() -> None:
+    """Per-packet cost must not grow with the rules: they are elements of one set per kind."""
+    def chain_for(n: int) -> tuple[int, int]:
+        rules = tuple(RuleMatch("ingress", "IPv4", 17, 1000 + i, 1000 + i) for i in range(n))
+        want = render_filters(HostPlan(**{**PLAN.__dict__, "filters": (PortFilter(**{**FLT.__dict__,
+                                                                                    "rules": rules}),)}), set(), {})
+        (ingress,) = [rules for (family, name), rules in want.chains.items() if name.startswith("n-")]
+        return len(ingress), max(len(members) for _, members in want.sets.values())
+    assert chain_for(10) == (4, 10) and chain_for(1000) == (4, 1000)
 
 
 def test_a_fip_holders_frames_are_readdressed_only_to_a_leg_that_exists() -> None:
@@ -120,7 +133,8 @@ def test_a_changed_rule_replaces_one_chain_and_moves_its_element_and_a_member_is
 def test_a_port_that_leaves_takes_its_chains_and_elements() -> None:
     gone = HostPlan(**{**PLAN.__dict__, "ports": (OPEN,), "filters": (), "address_sets": ()})
     changes = diff(render_filters(gone, set(), {}), observed_after(PLAN))
-    assert len(changes.del_chains) == 4 and len(changes.del_sets) == 2
+    assert len(changes.del_chains) == 4
+    assert sorted(name[0] for _, name in changes.del_sets) == ["g", "g", "r", "r", "r"]  # members, rule sets
     assert ("bridge", "out", "kvt-a") in changes.del_elements
 
 

@@ -31,7 +31,7 @@ from kvnet.sys.runner import Runner, json_of
 FAMILIES = (BRIDGE, INET)
 SKELETON = f"skeleton-{SKELETON_VERSION}"
 OWNED_CHAIN = re.compile(r"^[oien]-(.+)-[0-9a-f]{10}$")  # content-named: <kind>-<device>-<digest>
-OWNED_SET = re.compile(r"^g[46]-")
+OWNED_SET = re.compile(r"^(g[46]-|r[0-9a-f]{12}$)")  # remote groups' members; rule sets named by content
 LEGACY_TABLE = ("netdev", "kvnet")  # the gateway redirects' table before filters took them over
 
 

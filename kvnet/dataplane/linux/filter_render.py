@@ -31,7 +31,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kvnet.plan import HostPlan, PortPlan
-from kvnet.plan.security import INGRESS, PortFilter, RuleMatch
+from kvnet.plan.security import EGRESS, INGRESS, PortFilter, RuleMatch
 
 BRIDGE, INET = "bridge", "inet"
 TABLE = "kvnet"
@@ -141,8 +141,9 @@ def _render_port(out: DesiredFilters, port: PortPlan, flt: PortFilter | None,
         return
     receiver = [*receive_only_own(flt), f"meta mark set meta mark | 0x{mark << 16:08x} accept"]
     out.elements[(BRIDGE, "in")][dev] = f"jump {_add_chain(out, BRIDGE, 'i', dev, receiver)}"
-    out.elements[(INET, "sg_out")][str(mark)] = f"jump {_add_chain(out, INET, 'e', dev, sg_chain(flt, 'egress'))}"
-    out.elements[(INET, "sg_in")][str(mark << 16)] = f"jump {_add_chain(out, INET, 'n', dev, sg_chain(flt, INGRESS))}"
+    egress, ingress = sg_chain(out, flt, EGRESS), sg_chain(out, flt, INGRESS)
+    out.elements[(INET, "sg_out")][str(mark)] = f"jump {_add_chain(out, INET, 'e', dev, egress)}"
+    out.elements[(INET, "sg_in")][str(mark << 16)] = f"jump {_add_chain(out, INET, 'n', dev, ingress)}"
 
 
 def _add_chain(out: DesiredFilters, family: str, kind: str, device: str, rules: list[str]) -> str:
@@ -208,13 +209,66 @@ def desired_redirects(plan: HostPlan, devices: set[str]) -> dict[str, tuple[tupl
     return out
 
 
-def sg_chain(flt: PortFilter, direction: str) -> list[str]:
+def sg_chain(out: DesiredFilters, flt: PortFilter, direction: str) -> list[str]:
     """Established and related pass, invalid is dropped, a new connection needs one of the port's
-    rules for `direction`."""
-    rules = ["ct state established,related return", "ct state invalid drop"]
-    rules += [rule_line(r) for r in flt.rules if r.direction == direction]
-    rules.append("drop")
-    return rules
+    rules for `direction`. The rules become elements of a few sets, one lookup each however many
+    rules there are (`rule_sets`); a rule with a remote group stays a rule of its own, its members a
+    set that changes on its own as they come and go."""
+    lines = ["ct state established,related return", "ct state invalid drop"]
+    for version in ("4", "6"):
+        mine = [r for r in flt.rules if r.direction == direction and r.ethertype == f"IPv{version}"]
+        for kind, elements in rule_sets([r for r in mine if not r.remote_group], version):
+            name = _add_set(out, kind, version, elements)
+            lines.append(f"{LOOKUP[kind][version].format(peer=_peer(direction, version))} @{name} return")
+        lines += [rule_line(r) for r in mine if r.remote_group]
+    lines.append("drop")
+    return lines
+
+
+# What a connection's first packet is looked up by, per kind of rule and IP version; `{peer}` is the
+# other end (the source for ingress, the destination for egress). Every field is a range, and sets of
+# concatenations may hold overlapping elements, so every rule is one element as it is.
+LOOKUP = {
+    "proto": {"4": "meta l4proto . {peer}", "6": "meta l4proto . {peer}"},
+    "port": {"4": "meta l4proto . th dport . {peer}", "6": "meta l4proto . th dport . {peer}"},
+    "icmp": {"4": "icmp type . icmp code . {peer}", "6": "icmpv6 type . icmpv6 code . {peer}"},
+}
+SET_TYPES = {
+    "proto": {"4": "inet_proto . ipv4_addr", "6": "inet_proto . ipv6_addr"},
+    "port": {"4": "inet_proto . inet_service . ipv4_addr", "6": "inet_proto . inet_service . ipv6_addr"},
+    "icmp": {"4": "icmp_type . icmp_code . ipv4_addr", "6": "icmpv6_type . icmpv6_code . ipv6_addr"},
+}
+ANYWHERE = {"4": "0.0.0.0/0", "6": "::/0"}
+
+
+def _peer(direction: str, version: str) -> str:
+    return f"{'ip' if version == '4' else 'ip6'} {'saddr' if direction == INGRESS else 'daddr'}"
+
+
+def rule_sets(rules: Iterable[RuleMatch], version: str) -> list[tuple[str, frozenset[str]]]:
+    """The rules as set elements, by kind: `port` (TCP-like with a port range), `icmp` (ICMP with a
+    type), `proto` (any other: one protocol or all, 0-255)."""
+    kinds: dict[str, set[str]] = {}
+    for rule in rules:
+        peer = rule.remote_prefix or ANYWHERE[version]
+        proto = "0-255" if rule.protocol is None else str(rule.protocol)
+        if rule.port_min is not None:
+            ports = str(rule.port_min) if rule.port_min == rule.port_max else f"{rule.port_min}-{rule.port_max}"
+            kinds.setdefault("port", set()).add(f"{proto} . {ports} . {peer}")
+        elif rule.icmp_type is not None:
+            code = "0-255" if rule.icmp_code is None else str(rule.icmp_code)
+            kinds.setdefault("icmp", set()).add(f"{rule.icmp_type} . {code} . {peer}")
+        else:
+            kinds.setdefault("proto", set()).add(f"{proto} . {peer}")
+    return [(kind, frozenset(elements)) for kind, elements in sorted(kinds.items())]
+
+
+def _add_set(out: DesiredFilters, kind: str, version: str, elements: frozenset[str]) -> str:
+    """A set named after its content: ports with the same rules share it."""
+    declaration = f"type {SET_TYPES[kind][version]}; flags interval;"
+    name = "r" + hashlib.sha256((declaration + "\n" + "\n".join(sorted(elements))).encode()).hexdigest()[:12]
+    out.sets[(INET, name)] = (SetSpec(INET, name, declaration), elements)
+    return name
 
 
 def rule_line(rule: RuleMatch) -> str:
