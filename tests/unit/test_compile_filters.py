@@ -91,3 +91,13 @@ def test_the_arp_responder_answers_for_a_pairs_single_address_unless_two_macs_cl
     assert not any(ip.startswith("10.0.0.9") and ip != "10.0.0.99" for ip in arp)  # a range: nothing to answer
     shared = port(3, "h2", [WEB.id], allowed_address_pairs=[vip])  # the same VIP, another MAC
     assert "10.0.0.99" not in dict(compile_host("h1", model(a, b, shared)).networks[0].arp_entries)
+
+
+def test_rules_with_and_without_remote_prefixes_sort_together() -> None:
+    mixed = SecurityGroup(id="22222222-0000-4000-8000-000000000003", name="mixed", rules=[
+        SecurityGroupRule(direction="ingress", protocol="udp", port_range_min=9),
+        SecurityGroupRule(direction="ingress", protocol="udp", port_range_min=9, remote_ip_prefix="198.18.0.1/32"),
+        SecurityGroupRule(direction="ingress", protocol="udp", port_range_min=9, remote_group_id=WEB.id)])
+    vm = port(1, "h1", [mixed.id])
+    plan = compile_host("h1", CloudModel.from_resources([Host(name="h1", tunnel_ip="192.0.2.1"), NET, WEB, mixed, vm]))
+    assert len(plan.filters[0].rules) == 3

@@ -16,6 +16,7 @@ from typing import Any
 
 from kvnet.bench.dataplane import (
     base,
+    filtered_paths,  # noqa: F401  (registers the port-filter paths and their references)
     latency,
     ovs_paths,  # noqa: F401  (registers ovs-vxlan-ref, kvnet-ovs-vxlan)
 )
