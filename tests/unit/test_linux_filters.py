@@ -15,8 +15,8 @@ from kvnet.dataplane.linux.filter_render import (
     assign_marks,
     render_filters,
     rule_line,
-    rule_sets,
 )
+from kvnet.dataplane.linux.rule_sets import rule_sets
 from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RouterLeg, RouterPlan
 from kvnet.plan.security import AddressSet, PortFilter, RuleMatch
 
@@ -61,10 +61,21 @@ def test_anti_spoof_binds_each_address_to_its_mac_and_drops_the_rest() -> None:
 def test_rules_become_set_elements_and_remote_group_rules_lines() -> None:
     assert rule_sets(RULES, "4") == [("icmp", frozenset({"8 . 0-255 . 0.0.0.0/0"})),
                                      ("port", frozenset({"6 . 22 . 192.0.2.0/24"})),
-                                     ("proto", frozenset({"0-255 . 0.0.0.0/0", "17 . 0.0.0.0/0"}))]
+                                     ("proto", frozenset({"0-255 . 0.0.0.0/0"}))]  # udp from anywhere is in it
     assert rule_line(RULES[2]) == f"meta nfproto ipv4 ip saddr @g4-{GROUP} meta l4proto 17 return"
     assert rule_line(RuleMatch("egress", "IPv6", 6, 80, 90, remote_prefix="2001:db8::/32")) == \
         "meta nfproto ipv6 ip6 daddr 2001:db8::/32 meta l4proto 6 th dport 80-90 return"
+
+
+def test_rules_the_kernel_would_refuse_in_one_set_go_to_two() -> None:
+    """nft_pipapo refuses an element whose first or last corner lies in an element already there: a
+    rule inside another is dropped (same union), a partial overlap goes to a second set."""
+    ten = "10.0.0.0/8"
+    inside = [RuleMatch("ingress", "IPv4", 6, 20, 30), RuleMatch("ingress", "IPv4", 6, 22, 22, remote_prefix=ten)]
+    assert rule_sets(inside, "4") == [("port", frozenset({"6 . 20-30 . 0.0.0.0/0"}))]
+    partial = [RuleMatch("ingress", "IPv4", 6, 20, 25), RuleMatch("ingress", "IPv4", 6, 22, 30, remote_prefix=ten)]
+    assert rule_sets(partial, "4") == [("port", frozenset({"6 . 20-25 . 0.0.0.0/0"})),
+                                       ("port", frozenset({"6 . 22-30 . 10.0.0.0/8"}))]
 
 
 def test_a_thousand_rules_are_as_many_lookups_as_ten() -> None:

@@ -30,6 +30,7 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from kvnet.dataplane.linux.rule_sets import rule_sets
 from kvnet.plan import HostPlan, PortPlan
 from kvnet.plan.security import EGRESS, INGRESS, PortFilter, RuleMatch
 
@@ -226,8 +227,8 @@ def sg_chain(out: DesiredFilters, flt: PortFilter, direction: str) -> list[str]:
 
 
 # What a connection's first packet is looked up by, per kind of rule and IP version; `{peer}` is the
-# other end (the source for ingress, the destination for egress). Every field is a range, and sets of
-# concatenations may hold overlapping elements, so every rule is one element as it is.
+# other end (the source for ingress, the destination for egress). Every field is a range
+# (`kvnet.dataplane.linux.rule_sets` makes the elements).
 LOOKUP = {
     "proto": {"4": "meta l4proto . {peer}", "6": "meta l4proto . {peer}"},
     "port": {"4": "meta l4proto . th dport . {peer}", "6": "meta l4proto . th dport . {peer}"},
@@ -238,29 +239,8 @@ SET_TYPES = {
     "port": {"4": "inet_proto . inet_service . ipv4_addr", "6": "inet_proto . inet_service . ipv6_addr"},
     "icmp": {"4": "icmp_type . icmp_code . ipv4_addr", "6": "icmpv6_type . icmpv6_code . ipv6_addr"},
 }
-ANYWHERE = {"4": "0.0.0.0/0", "6": "::/0"}
-
-
 def _peer(direction: str, version: str) -> str:
     return f"{'ip' if version == '4' else 'ip6'} {'saddr' if direction == INGRESS else 'daddr'}"
-
-
-def rule_sets(rules: Iterable[RuleMatch], version: str) -> list[tuple[str, frozenset[str]]]:
-    """The rules as set elements, by kind: `port` (TCP-like with a port range), `icmp` (ICMP with a
-    type), `proto` (any other: one protocol or all, 0-255)."""
-    kinds: dict[str, set[str]] = {}
-    for rule in rules:
-        peer = rule.remote_prefix or ANYWHERE[version]
-        proto = "0-255" if rule.protocol is None else str(rule.protocol)
-        if rule.port_min is not None:
-            ports = str(rule.port_min) if rule.port_min == rule.port_max else f"{rule.port_min}-{rule.port_max}"
-            kinds.setdefault("port", set()).add(f"{proto} . {ports} . {peer}")
-        elif rule.icmp_type is not None:
-            code = "0-255" if rule.icmp_code is None else str(rule.icmp_code)
-            kinds.setdefault("icmp", set()).add(f"{rule.icmp_type} . {code} . {peer}")
-        else:
-            kinds.setdefault("proto", set()).add(f"{proto} . {peer}")
-    return [(kind, frozenset(elements)) for kind, elements in sorted(kinds.items())]
 
 
 def _add_set(out: DesiredFilters, kind: str, version: str, elements: frozenset[str]) -> str:
