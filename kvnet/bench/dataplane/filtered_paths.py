@@ -66,8 +66,9 @@ class Security:
             group = client.create("securitygroups", {"name": "bench", "rules": [{"direction": "egress"}]})
             client.add_rule(group["id"], {"direction": "ingress", "protocol": "udp", "port_range_min": FLOW_PORT,
                                           "remote_group_id": group["id"]})
-            members = [{"op": "create", "kind": "ports", "body": {
-                "network_id": network["id"], "security_group_ids": [group["id"]]}} for _ in range(self.members)]
+            members = [{"op": "create", "kind": "ports", "body": {  # addresses away from the VMs' (10.92.0.x)
+                "network_id": network["id"], "security_group_ids": [group["id"]],
+                "fixed_ips": [{"ip_address": f"10.92.{4 + i // 250}.{1 + i % 250}"}]}} for i in range(self.members)]
             client.batch(members)
         else:
             flow = {"direction": "ingress", "protocol": "udp", "port_range_min": FLOW_PORT}

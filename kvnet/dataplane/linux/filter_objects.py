@@ -32,6 +32,7 @@ FAMILIES = (BRIDGE, INET)
 SKELETON = f"skeleton-{SKELETON_VERSION}"
 OWNED_CHAIN = re.compile(r"^[oien]-(.+)-[0-9a-f]{10}$")  # content-named: <kind>-<device>-<digest>
 OWNED_SET = re.compile(r"^(g[46]-|r[0-9a-f]{12}$)")  # remote groups' members; rule sets named by content
+CONTENT_NAMED_SET = re.compile(r"^r[0-9a-f]{12}$")  # its name says what it holds: its elements are not read
 LEGACY_TABLE = ("netdev", "kvnet")  # the gateway redirects' table before filters took them over
 
 
@@ -40,7 +41,7 @@ class ObservedFilters:
     tables: set[tuple[str, str]] = field(default_factory=set)  # (family, name) of every table on the host
     chains: set[tuple[str, str]] = field(default_factory=set)  # (family, chain) in kvnet's tables
     elements: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    sets: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict)
+    sets: dict[tuple[str, str], frozenset[str] | None] = field(default_factory=dict)  # None: content-named
 
     @property
     def skeleton(self) -> bool:
@@ -65,9 +66,9 @@ class ObservedFilters:
             out.elements.setdefault((family, name), {})[key] = value
         out.chains -= set(changes.del_chains)
         for family, name, element in changes.set_adds:
-            out.sets[(family, name)] = out.sets[(family, name)] | {element}
+            out.sets[(family, name)] = (out.sets[(family, name)] or frozenset()) | {element}
         for family, name, element in changes.set_dels:
-            out.sets[(family, name)] = out.sets[(family, name)] - {element}
+            out.sets[(family, name)] = (out.sets[(family, name)] or frozenset()) - {element}
         for key in changes.del_sets:
             out.sets.pop(key, None)
         return out
@@ -96,7 +97,8 @@ def observe(runner: Runner, netns: str | None) -> ObservedFilters:
             out.elements[(row["family"], row["name"])] = {_key(k): _verdict(v) for k, v in row.get("elem", [])}
     for row in _rows(json_of(runner, in_netns(["nft", "-j", "list", "sets"], netns)), "set"):
         if _ours(row):
-            out.sets[(row["family"], row["name"])] = frozenset(_prefix(e) for e in row.get("elem", []))
+            out.sets[(row["family"], row["name"])] = None if CONTENT_NAMED_SET.match(row["name"]) else \
+                frozenset(_prefix(e) for e in row.get("elem", []))
     return out
 
 
@@ -167,6 +169,8 @@ def diff(want: DesiredFilters, have: ObservedFilters) -> FilterChanges:
             changes.add_sets.append((spec, members))
             continue
         current = have.sets[key]
+        if current is None:
+            continue  # named after what it holds
         changes.set_adds += [(*key, e) for e in sorted(members - current)]
         changes.set_dels += [(*key, e) for e in sorted(current - members)]
     changes.add_chains = [(family, name, rules) for (family, name), rules in sorted(want.chains.items())

@@ -9,6 +9,7 @@ that went away also ends the connections it allowed (`conntrack_sweep`).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from kvnet.dataplane.linux import conntrack_sweep
@@ -20,6 +21,8 @@ from kvnet.dataplane.result import PhaseResult
 from kvnet.plan import HostPlan
 from kvnet.sys.cmd import CommandError, in_netns
 from kvnet.sys.runner import Runner, json_of
+
+log = logging.getLogger("kvnet.dataplane.filters")
 
 
 def all_ports(plan: HostPlan) -> list[str]:
@@ -46,8 +49,10 @@ class Filters:
             return result.unknown(str(exc), all_ports(ctx.plan))
         changes = diff(render_filters(ctx.plan, devices, observed.marks()), observed)
         if changes:
-            proc = ctx.runner.run(in_netns(["nft", "-f", "-"], ctx.netns), input=script(changes))
+            text = script(changes)
+            proc = ctx.runner.run(in_netns(["nft", "-f", "-"], ctx.netns), input=text)
             if proc.returncode != 0:
+                log.debug("the nft transaction that failed:\n%s", text)
                 by_device = {p.device: p.port_id for p in ctx.plan.ports}
                 affected = all_ports(ctx.plan) if changes.rebuild else \
                     [by_device[d] for d in changes.devices() if d in by_device]
