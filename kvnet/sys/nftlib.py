@@ -2,8 +2,8 @@
 
 Starting the `nft` tool costs about 10 ms here (it loads its library and the kernel's caches each time);
 a reconcile pass lists the filter tables and writes them, several commands a pass. In-process, the
-same command costs well under a millisecond. Only the forms kvnet uses are taken (`nft -j <command>` and
-`nft -f -` with a script); anything else, or a machine without the library, runs the tool as before.
+same command costs well under a millisecond. Only the forms kvnet uses are taken (`nft [-j] [-t] <command>`
+and `nft -f -` with a script); anything else, or a machine without the library, runs the tool as before.
 The library works in this process's network namespace: commands for another namespace keep going
 through `ip netns exec ... nft` (they do not start with `nft`).
 """
@@ -15,7 +15,8 @@ import subprocess
 import threading
 from collections.abc import Sequence
 
-OUTPUT_JSON = 1 << 4  # NFT_CTX_OUTPUT_JSON, libnftables.h
+# Output flags of libnftables.h, by the option of the `nft` tool that sets them.
+FLAGS = {"-j": 1 << 4, "-t": 1 << 11}  # NFT_CTX_OUTPUT_JSON, NFT_CTX_OUTPUT_TERSE
 
 
 class _Lib:
@@ -35,12 +36,12 @@ class _Lib:
         self.lib = lib
         self.lock = threading.Lock()  # one command at a time: the library keeps per-context state
 
-    def run(self, command: str, json_output: bool) -> tuple[int, str, str]:
+    def run(self, command: str, flags: int) -> tuple[int, str, str]:
         with self.lock:
             ctx = self.lib.nft_ctx_new(0)
             try:
-                if json_output:
-                    self.lib.nft_ctx_output_set_flags(ctx, OUTPUT_JSON)
+                if flags:
+                    self.lib.nft_ctx_output_set_flags(ctx, flags)
                 self.lib.nft_ctx_buffer_output(ctx)
                 self.lib.nft_ctx_buffer_error(ctx)
                 rc = self.lib.nft_run_cmd_from_buffer(ctx, command.encode())
@@ -71,9 +72,11 @@ def run(argv: Sequence[str], input: str | None) -> subprocess.CompletedProcess[s
         return None
     args = list(argv[1:])
     if args == ["-f", "-"] and input is not None:
-        rc, out, err = _LIB.run(input, json_output=False)
-    elif args[:1] == ["-j"] and len(args) > 1 and all(not a.startswith("-") for a in args[1:]):
-        rc, out, err = _LIB.run(" ".join(args[1:]), json_output=True)
+        rc, out, err = _LIB.run(input, 0)
     else:
-        return None
+        options = [a for a in args if a.startswith("-")]
+        command = [a for a in args if not a.startswith("-")]
+        if not command or any(o not in FLAGS for o in options) or args != options + command:
+            return None
+        rc, out, err = _LIB.run(" ".join(command), sum(FLAGS[o] for o in set(options)))
     return subprocess.CompletedProcess(list(argv), rc, out, err)

@@ -1,27 +1,28 @@
 """render_filters(plan, devices, marks) -> the nftables objects that filter this host's ports. Pure.
 
-Two tables, both kvnet's, both reconciled object by object (`nft_objects`):
+Two tables, both kvnet's. The rules are fixed; what differs from port to port is data, in sets and
+maps keyed by the port's device, so a port coming, changing or going is a few set elements -- never a
+chain -- and a packet costs a few hash or interval lookups however many ports and rules there are.
 
 `bridge kvnet` -- stateless, on every frame a kvnet bridge forwards:
-  from_ports (prerouting, before everything else): `iifname vmap @out`: a port's frames go to its `o-` chain
-       (anti-spoofing, then the gateway redirect of a FIP holder, then its mark), router legs and ports
-       without port security are accepted; any other `kvt-` device is dropped -- a tap whose filter is
-       not in place forwards nothing (fail closed).
-  to_ports (forward): `oifname vmap @in`: frames to a port go to its `i-` chain (unicast only for its MACs,
-       then its mark in the upper half); any other `kvt-` device gets nothing.
-  to_host (input): nothing from a port or a tunnel reaches the host's own stack.
+  from_ports (prerouting, before everything else) a frame from a `kvt-` device kvnet does not plan here
+             is dropped (a tap whose filter is not in place forwards nothing); from a filtered port,
+             it must carry one of the port's MACs (`macs`), an address with its MAC (`v4`, `v6`; ARP
+             the same), no DHCP server or router advertisement and no other ethertype; it gets the
+             port's mark (`sender`), and a FIP holder's IPv4 frame for its distributed router's
+             shared gateway MAC is readdressed to the router's FIP namespace leg (`redirects`).
+  to_ports   (forward) a filtered port receives unicast only for its MACs, and the frame gets the
+             port's receiving mark (`receiver`: 0x10000 | its index).
+  to_host    (input) nothing from a port or a tunnel reaches the host's own stack.
 `inet kvnet` -- stateful, on the same frames as br_netfilter hands them to IP (bridge-nf-call-iptables):
-  conntrack_zone  (prerouting, raw) `ct zone set iifname map @zones`: the bridge's network's zone,
-                  before conntrack, so two tenants with the same addresses never share an entry.
-  security_groups (forward) the sender's egress chain (`meta mark & 0xffff vmap @sg_out`), then the
-                  receiver's ingress chain (`meta mark & 0xffff0000 vmap @sg_in`): established and
-                  related pass, new connections need a rule (`return`), the rest is dropped.
-Remote groups are sets (`g4-<group id>`, `g6-...`), so a member coming or going is one element.
-
-Chains that depend on a port are named after their content (`o-<dev>-<digest>`): a changed port gets a
-new chain and its map element moves to it in the same transaction, so nothing is ever flushed, and the
-kernel's chain names alone say what is installed. The marks (a port's index here, 1-65535) only live
-in a frame while the two tables look at it; a port keeps its mark across passes (`assign_marks`).
+  conntrack_zone (prerouting, raw) the bridge's network's conntrack zone (`zones`), so two tenants
+             with the same addresses never share an entry.
+  egress     (prerouting, after conntrack) the sender's rules (`sg_out`: its mark -> its rule chain).
+  ingress    (forward) the receiver's rules (`sg_in`).
+A rule chain (`e-`/`i-` + digest of its content) is shared by every port with the same rules:
+established and related pass, invalid is dropped, a new connection needs a rule (`return`). Its rules
+are elements of a few sets (`kvnet.dataplane.linux.rule_sets`); a rule with a remote group is a rule
+of its own, the group's members an interval set (`g4-<group id>`, `g6-...`).
 """
 
 from __future__ import annotations
@@ -31,70 +32,109 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from kvnet.dataplane.linux.rule_sets import rule_sets
-from kvnet.plan import HostPlan, PortPlan
+from kvnet.plan import HostPlan
 from kvnet.plan.security import EGRESS, INGRESS, PortFilter, RuleMatch
 
 BRIDGE, INET = "bridge", "inet"
 TABLE = "kvnet"
 MAX_MARK = 0xFFFF
+RECEIVING = 0x10000  # a receiving mark is the port's index with this bit: never a sending mark
 PORT_DEVICES = "kvt-*"  # VM taps and router legs' host ends
 TUNNEL_DEVICES = "kvx-*"
 
 
 @dataclass(frozen=True)
-class MapSpec:
+class Container:
+    """A set or map of the skeleton, or a set made on demand (rule sets, remote groups)."""
+
     family: str
     name: str
-    declaration: str  # what `add map` needs between braces
+    declaration: str  # between the braces of `add set|map`
+    is_map: bool = False
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.family, self.name
 
 
-@dataclass(frozen=True)
-class SetSpec:
-    family: str
-    name: str
-    declaration: str
-
-
-# The tables' fixed part: maps, and the base chains with their rules. A change here is a new version:
-# the agent then rebuilds both tables in one transaction (`nft_objects`).
-SKELETON_VERSION = "v1"
-MAPS = (
-    MapSpec(BRIDGE, "out", "type ifname : verdict;"),
-    MapSpec(BRIDGE, "in", "type ifname : verdict;"),
-    MapSpec(INET, "zones", "typeof iifname : ct zone;"),
-    MapSpec(INET, "sg_out", "type mark : verdict;"),
-    MapSpec(INET, "sg_in", "type mark : verdict;"),
+# The tables' fixed part: containers, then base chains and the chains they go to. A change here is a
+# new version: the agent then rebuilds both tables in one transaction (`filter_objects`).
+SKELETON_VERSION = "v2"
+CONTAINERS = (
+    Container(BRIDGE, "ports", "type ifname;"),  # every kvt- device kvnet plans here
+    Container(BRIDGE, "filtered", "type ifname;"),  # ports with port security
+    Container(BRIDGE, "macs", "type ifname . ether_addr;"),
+    Container(BRIDGE, "v4", "type ifname . ether_addr . ipv4_addr; flags interval;"),
+    Container(BRIDGE, "v6", "type ifname . ether_addr . ipv6_addr; flags interval;"),
+    Container(BRIDGE, "sender", "type ifname : mark;", is_map=True),
+    Container(BRIDGE, "receiver", "type ifname : mark;", is_map=True),
+    Container(BRIDGE, "redirects", "type ifname . ether_addr : ether_addr;", is_map=True),
+    Container(INET, "zones", "typeof iifname : ct zone;", is_map=True),
+    Container(INET, "sg_out", "type mark : verdict;", is_map=True),
+    Container(INET, "sg_in", "type mark : verdict;", is_map=True),
 )
-BASE_CHAINS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
-    (BRIDGE, "from_ports"): ("type filter hook prerouting priority -300; policy accept;",
-                      ("iifname vmap @out", f'iifname "{PORT_DEVICES}" drop')),
-    (BRIDGE, "to_ports"): ("type filter hook forward priority -300; policy accept;",
-                      ("oifname vmap @in", f'oifname "{PORT_DEVICES}" drop')),
-    (BRIDGE, "to_host"): ("type filter hook input priority 0; policy accept;",
-                       (f'iifname {{ "{PORT_DEVICES}", "{TUNNEL_DEVICES}" }} drop',)),
-    (INET, "conntrack_zone"): ("type filter hook prerouting priority -300; policy accept;",
-                    ("ct zone set iifname map @zones",)),
-    (INET, "security_groups"): ("type filter hook forward priority 0; policy accept;",
-                        ("meta mark & 0x0000ffff vmap @sg_out", "meta mark & 0xffff0000 vmap @sg_in")),
+HOOKED = {
+    (BRIDGE, "from_ports"): "type filter hook prerouting priority -300; policy accept;",
+    (BRIDGE, "to_ports"): "type filter hook forward priority -300; policy accept;",
+    (BRIDGE, "to_host"): "type filter hook input priority 0; policy accept;",
+    (INET, "conntrack_zone"): "type filter hook prerouting priority -300; policy accept;",
+    (INET, "egress"): "type filter hook prerouting priority 0; policy accept;",
+    (INET, "ingress"): "type filter hook forward priority 0; policy accept;",
+}
+FIXED_CHAINS: dict[tuple[str, str], tuple[str, ...]] = {
+    # Regular chains first: the hooked ones go to them.
+    (BRIDGE, "readdress"): ("ether type ip ether daddr set iifname . ether daddr map @redirects", "accept"),
+    (BRIDGE, "with_mark"): ("meta mark set iifname map @sender", "goto readdress"),
+    (BRIDGE, "from_ports"): (
+        f'iifname != "{PORT_DEVICES}" accept',
+        "iifname != @ports drop",
+        "iifname != @filtered goto readdress",
+        "iifname . ether saddr != @macs drop",
+        "ether type arp arp operation != { request, reply } drop",
+        "ether type arp iifname . arp saddr ether . arp saddr ip != @v4 drop",
+        "udp sport 67 udp dport 68 drop",  # a DHCP server's answer
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 goto with_mark",  # a DHCP client's ask
+        "ether type ip iifname . ether saddr . ip saddr != @v4 drop",
+        "udp sport 547 udp dport 546 drop",  # a DHCPv6 server's answer
+        "icmpv6 type nd-router-advert drop",
+        "ip6 saddr :: icmpv6 type nd-neighbor-solicit goto with_mark",  # duplicate address detection
+        "ether type ip6 iifname . ether saddr . ip6 saddr != @v6 drop",
+        "ether type != { ip, arp, ip6 } drop",  # a VLAN tag would carry any of the above past the checks
+        "goto with_mark",
+    ),
+    (BRIDGE, "to_ports"): (
+        f'oifname != "{PORT_DEVICES}" accept',
+        "oifname != @ports drop",
+        "oifname != @filtered accept",
+        "meta pkttype != { broadcast, multicast } oifname . ether daddr != @macs drop",
+        "meta mark set oifname map @receiver",
+    ),
+    (BRIDGE, "to_host"): (f'iifname {{ "{PORT_DEVICES}", "{TUNNEL_DEVICES}" }} drop',),
+    (INET, "conntrack_zone"): ("ct zone set iifname map @zones",),
+    (INET, "egress"): ("meta mark vmap @sg_out",),
+    (INET, "ingress"): ("meta mark vmap @sg_in",),
 }
 
 
 @dataclass
 class DesiredFilters:
-    """What the two tables should hold besides their skeleton."""
+    """What the two tables should hold besides their skeleton's rules."""
 
-    chains: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # (family, name) -> rules
-    elements: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # (family, map) -> key -> value
-    sets: dict[tuple[str, str], tuple[SetSpec, frozenset[str]]] = field(default_factory=dict)
+    chains: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)  # shared rule chains
+    elements: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)  # container -> key -> value
+    sets: dict[tuple[str, str], Container] = field(default_factory=dict)  # sets made on demand
     marks: dict[str, int] = field(default_factory=dict)  # filtered device -> its mark
 
     def __post_init__(self) -> None:
-        for spec in MAPS:
-            self.elements.setdefault((spec.family, spec.name), {})
+        for container in CONTAINERS:
+            self.elements.setdefault(container.key, {})
+
+    def add(self, container: tuple[str, str], key: str, value: str = "") -> None:
+        self.elements.setdefault(container, {})[key] = value
 
 
 def assign_marks(devices: Iterable[str], current: Mapping[str, int]) -> dict[str, int]:
-    """A mark per filtered device: the one it has (so its chains stay as they are), else the lowest free."""
+    """A mark per filtered device: the one it has (so nothing of it changes), else the lowest free."""
     wanted = sorted(set(devices))
     marks = {dev: current[dev] for dev in wanted if dev in current}
     used = set(marks.values())
@@ -111,90 +151,43 @@ def render_filters(plan: HostPlan, devices: set[str] | None, current_marks: Mapp
     out = DesiredFilters()
     filters = {f.device: f for f in plan.filters}
     out.marks = assign_marks(filters, current_marks)
-    redirects = desired_redirects(plan, devices) if devices is not None else {}
-    for port in plan.ports:
-        _render_port(out, port, filters.get(port.device), redirects.get(port.device, ()))
-    for device in plan.router_leg_devices().values():
-        out.elements[(BRIDGE, "out")].setdefault(device, "accept")
-        out.elements[(BRIDGE, "in")].setdefault(device, "accept")
-    out.elements[(INET, "zones")] = {net.bridge: str(net.ct_zone) for net in plan.networks if net.ct_zone}
+    for device in [p.device for p in plan.ports] + list(plan.router_leg_devices().values()):
+        out.add((BRIDGE, "ports"), quoted(device))
+    for device, flt in filters.items():
+        _render_port(out, flt, out.marks[device])
+    for device, redirects in (desired_redirects(plan, devices) if devices is not None else {}).items():
+        for gateway, leg in redirects:
+            out.add((BRIDGE, "redirects"), f"{quoted(device)} . {gateway}", leg)
+    for net in plan.networks:
+        if net.ct_zone:
+            out.add((INET, "zones"), quoted(net.bridge), str(net.ct_zone))
     for group in plan.address_sets:
         for version, members in (("4", group.v4), ("6", group.v6)):
-            spec = SetSpec(INET, set_name(group.group_id, version),
-                           f"type ipv{version}_addr; flags interval;")
-            out.sets[(INET, spec.name)] = (spec, frozenset(members))
+            name = set_name(group.group_id, version)
+            out.sets[(INET, name)] = Container(INET, name, f"type ipv{version}_addr; flags interval;")
+            out.elements[(INET, name)] = {m: "" for m in members}
     return out
 
 
-def _render_port(out: DesiredFilters, port: PortPlan, flt: PortFilter | None,
-                 redirects: tuple[tuple[str, str], ...]) -> None:
-    dev = port.device
-    if flt is None and not redirects:
-        out.elements[(BRIDGE, "out")][dev] = "accept"
-        out.elements[(BRIDGE, "in")][dev] = "accept"
-        return
-    mark = out.marks.get(dev)
-    passed = f"meta mark set {mark} accept" if mark else "accept"  # on to the stateful rules, if any
-    sender = [*(anti_spoof(flt, passed) if flt else ()), *redirect_rules(redirects), passed]
-    out.elements[(BRIDGE, "out")][dev] = f"jump {_add_chain(out, BRIDGE, 'o', dev, sender)}"
-    if flt is None or mark is None:
-        out.elements[(BRIDGE, "in")][dev] = "accept"
-        return
-    receiver = [*receive_only_own(flt), f"meta mark set meta mark | 0x{mark << 16:08x} accept"]
-    out.elements[(BRIDGE, "in")][dev] = f"jump {_add_chain(out, BRIDGE, 'i', dev, receiver)}"
-    egress, ingress = sg_chain(out, flt, EGRESS), sg_chain(out, flt, INGRESS)
-    out.elements[(INET, "sg_out")][str(mark)] = f"jump {_add_chain(out, INET, 'e', dev, egress)}"
-    out.elements[(INET, "sg_in")][str(mark << 16)] = f"jump {_add_chain(out, INET, 'n', dev, ingress)}"
+def _render_port(out: DesiredFilters, flt: PortFilter, mark: int) -> None:
+    dev = quoted(flt.device)
+    out.add((BRIDGE, "filtered"), dev)
+    for mac in sorted({flt.mac, *flt.macs, *(mac for _, mac in flt.sources)}):
+        out.add((BRIDGE, "macs"), f"{dev} . {mac}")
+    for cidr, mac in flt.sources:
+        out.add((BRIDGE, "v6" if ":" in cidr else "v4"), f"{dev} . {mac} . {cidr}")
+    out.add((BRIDGE, "sender"), dev, str(mark))
+    out.add((BRIDGE, "receiver"), dev, str(RECEIVING | mark))
+    out.add((INET, "sg_out"), str(mark), f"jump {_rule_chain(out, flt, EGRESS)}")
+    out.add((INET, "sg_in"), str(RECEIVING | mark), f"jump {_rule_chain(out, flt, INGRESS)}")
 
 
-def _add_chain(out: DesiredFilters, family: str, kind: str, device: str, rules: list[str]) -> str:
-    name = chain_name(kind, device, rules)
-    out.chains[(family, name)] = tuple(rules)
-    return name
-
-
-def chain_name(kind: str, device: str, rules: Iterable[str]) -> str:
-    digest = hashlib.sha256("\n".join(rules).encode()).hexdigest()[:10]
-    return f"{kind}-{device}-{digest}"
+def quoted(device: str) -> str:
+    return f'"{device}"'
 
 
 def set_name(group_id: str, version: str) -> str:
     return f"g{version}-{group_id}"
-
-
-def _set(items: Iterable[str]) -> str:
-    return "{ " + ", ".join(items) + " }"
-
-
-def anti_spoof(flt: PortFilter, passed: str) -> list[str]:
-    """What the port may send: its MACs, its addresses with their MAC, ARP the same; no DHCP server, no
-    router advertisement, no other ethertype (a VLAN tag would carry any of the above past the checks).
-    `passed`: the statement that lets a frame on (a DHCP client's ask, duplicate address detection)."""
-    macs = sorted({mac for _, mac in flt.sources} | {flt.mac})
-    v4 = [f"{mac} . {cidr}" for cidr, mac in flt.v4_sources()]
-    v6 = [f"{mac} . {cidr}" for cidr, mac in flt.v6_sources()]
-    rules = [f"ether saddr != {_set(macs)} drop",
-             "ether type arp arp operation != { request, reply } drop"]
-    rules.append(f"ether type arp arp saddr ether . arp saddr ip != {_set(v4)} drop" if v4 else "ether type arp drop")
-    rules += ["udp sport 67 udp dport 68 drop",  # a DHCP server's answer
-              f"ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 {passed}"]  # a DHCP client
-    rules.append(f"ether type ip ether saddr . ip saddr != {_set(v4)} drop" if v4 else "ether type ip drop")
-    rules += ["udp sport 547 udp dport 546 drop",  # a DHCPv6 server's answer
-              "icmpv6 type nd-router-advert drop",
-              f"ip6 saddr :: icmpv6 type nd-neighbor-solicit {passed}"]  # duplicate address detection
-    rules.append(f"ether type ip6 ether saddr . ip6 saddr != {_set(v6)} drop" if v6 else "ether type ip6 drop")
-    rules.append("ether type != { ip, arp, ip6 } drop")
-    return rules
-
-
-def receive_only_own(flt: PortFilter) -> list[str]:
-    return [f"meta pkttype != {{ broadcast, multicast }} ether daddr != {_set(flt.macs)} drop"]
-
-
-def redirect_rules(redirects: tuple[tuple[str, str], ...]) -> list[str]:
-    """A FIP holder's IPv4 frames for its distributed router's shared gateway MAC go to the router's FIP
-    namespace leg (the bridge forwards them there by the leg's pinned MAC); ARP is left alone."""
-    return [f"ether type ip ether daddr {gateway} ether daddr set {leg}" for gateway, leg in redirects]
 
 
 def desired_redirects(plan: HostPlan, devices: set[str]) -> dict[str, tuple[tuple[str, str], ...]]:
@@ -210,14 +203,19 @@ def desired_redirects(plan: HostPlan, devices: set[str]) -> dict[str, tuple[tupl
     return out
 
 
-def sg_chain(out: DesiredFilters, flt: PortFilter, direction: str) -> list[str]:
-    """Established and related pass, invalid is dropped, a new connection needs one of the port's
-    rules for `direction`. The rules become elements of a few sets, one lookup each however many
-    rules there are (`rule_sets`); a rule with a remote group stays a rule of its own, its members a
-    set that changes on its own as they come and go."""
+def _rule_chain(out: DesiredFilters, flt: PortFilter, direction: str) -> str:
+    lines = sg_chain(out, flt.rules, direction)
+    name = ("e-" if direction == EGRESS else "i-") + _digest("\n".join(lines))
+    out.chains[(INET, name)] = tuple(lines)
+    return name
+
+
+def sg_chain(out: DesiredFilters, rules: tuple[RuleMatch, ...], direction: str) -> list[str]:
+    """Established and related pass, invalid is dropped, a new connection needs one of the rules for
+    `direction`: a lookup in a few sets, and a rule of its own per remote-group rule."""
     lines = ["ct state established,related return", "ct state invalid drop"]
     for version in ("4", "6"):
-        mine = [r for r in flt.rules if r.direction == direction and r.ethertype == f"IPv{version}"]
+        mine = [r for r in rules if r.direction == direction and r.ethertype == f"IPv{version}"]
         for kind, elements in rule_sets([r for r in mine if not r.remote_group], version):
             name = _add_set(out, kind, version, elements)
             lines.append(f"{LOOKUP[kind][version].format(peer=_peer(direction, version))} @{name} return")
@@ -239,16 +237,23 @@ SET_TYPES = {
     "port": {"4": "inet_proto . inet_service . ipv4_addr", "6": "inet_proto . inet_service . ipv6_addr"},
     "icmp": {"4": "icmp_type . icmp_code . ipv4_addr", "6": "icmpv6_type . icmpv6_code . ipv6_addr"},
 }
+
+
 def _peer(direction: str, version: str) -> str:
     return f"{'ip' if version == '4' else 'ip6'} {'saddr' if direction == INGRESS else 'daddr'}"
 
 
 def _add_set(out: DesiredFilters, kind: str, version: str, elements: frozenset[str]) -> str:
-    """A set named after its content: ports with the same rules share it."""
+    """A rule set named after its content: ports with the same rules share it."""
     declaration = f"type {SET_TYPES[kind][version]}; flags interval;"
-    name = "r" + hashlib.sha256((declaration + "\n" + "\n".join(sorted(elements))).encode()).hexdigest()[:12]
-    out.sets[(INET, name)] = (SetSpec(INET, name, declaration), elements)
+    name = "r" + _digest(declaration + "\n" + "\n".join(sorted(elements)))
+    out.sets[(INET, name)] = Container(INET, name, declaration)
+    out.elements[(INET, name)] = {e: "" for e in elements}
     return name
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def rule_line(rule: RuleMatch) -> str:
@@ -271,4 +276,3 @@ def rule_line(rule: RuleMatch) -> str:
     if rule.icmp_code is not None:
         parts.append(f"{icmp} code {rule.icmp_code}")
     return " ".join(parts) + " return"
-

@@ -10,12 +10,11 @@ that went away also ends the connections it allowed (`conntrack_sweep`).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
 
 from kvnet.dataplane.linux import conntrack_sweep
 from kvnet.dataplane.linux.context import LinuxPass
-from kvnet.dataplane.linux.filter_objects import OWNED_CHAIN, FilterChanges, ObservedFilters, diff, observe, script
-from kvnet.dataplane.linux.filter_render import INET, TABLE, render_filters, set_name
+from kvnet.dataplane.linux.filter_objects import FilterChanges, ObservedFilters, diff, observe, script
+from kvnet.dataplane.linux.filter_render import INET, MAX_MARK, TABLE, render_filters, set_name
 from kvnet.dataplane.linux.observe import tool
 from kvnet.dataplane.result import PhaseResult
 from kvnet.plan import HostPlan
@@ -68,10 +67,14 @@ class Filters:
         """The connections of the ports whose rules, or remote groups, lost something."""
         if self.after_l2:
             return
-        narrowed = {name for _, name, _ in changes.set_dels} | {name for _, name in changes.del_sets}
-        # A port whose rule chain was replaced (a new port has no connection to end yet).
-        renewed = _rule_chain_devices(name for _, name, _ in changes.add_chains) & \
-            _rule_chain_devices(name for _, name in changes.del_chains)
+        narrowed = {name for _, name, _ in changes.del_elements if name.startswith("g")} | \
+            {name for _, name in changes.del_sets}
+        # A port whose rule chain was replaced: its dispatch element changed value (a new port has no
+        # connection to end yet).
+        replaced = {key for _, name, key in changes.del_elements if name in ("sg_out", "sg_in")} & \
+            {key for _, name, key, _ in changes.add_elements if name in ("sg_out", "sg_in")}
+        by_mark = {mark: device for device, mark in (ctx.filters.marks() if ctx.filters else {}).items()}
+        renewed = {by_mark.get(int(key) & MAX_MARK) for key in replaced}
         concerned = [f for f in ctx.plan.filters if not self.swept or f.device in renewed
                      or any(r.remote_group and set_name(r.remote_group, r.ethertype[-1]) in narrowed for r in f.rules)]
         self.swept = True
@@ -92,17 +95,12 @@ class Filters:
         return {row["ifname"] for row in json_of(ctx.runner, [*tool("ip", ctx.netns), "-j", "link", "show"])}
 
 
-def _rule_chain_devices(names: Iterable[str]) -> set[str]:
-    return {m.group(1) for name in names if name[0] in "en" and (m := OWNED_CHAIN.match(name))}
-
-
 def pending(plan: HostPlan, netns: str | None, runner: Runner, devices: set[str]) -> tuple[int, int]:
     """(stale, all) changes the filter tables still need: what a next pass would delete, and everything."""
     observed: ObservedFilters = observe(runner, netns)
     changes: FilterChanges = diff(render_filters(plan, devices, observed.marks()), observed)
     replaced = {(family, name, key) for family, name, key, _ in changes.add_elements}
-    stale = len(changes.del_chains) + len(changes.del_sets) + len(changes.set_dels) + sum(
+    stale = len(changes.del_chains) + len(changes.del_sets) + sum(
         1 for element in changes.del_elements if element not in replaced)
-    total = stale + len(changes.add_chains) + len(changes.add_sets) + len(changes.set_adds) \
-        + len(changes.add_elements) + int(changes.rebuild)
+    total = stale + len(changes.add_chains) + len(changes.add_sets) + len(changes.add_elements) + int(changes.rebuild)
     return stale, total
