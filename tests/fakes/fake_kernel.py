@@ -70,11 +70,16 @@ class FakeNs:
             raise Refused(f'Cannot find device "{name}"')
         return self.links[name]
 
+    def detach(self, link: FakeLink) -> None:
+        """Off its bridge: its `master` entries go with the bridge port."""
+        link.detach()
+        self.pins = {p for p in self.pins if p[0] != link.name}
+
     def drop_link(self, name: str) -> None:
         del self.links[name]
         for link in self.links.values():
             if link.master == name:
-                link.detach()
+                self.detach(link)
         self.fdb = {e for e in self.fdb if e[0] != name}
         self.pins = {p for p in self.pins if p[0] != name}
         self.neigh = {k: v for k, v in self.neigh.items() if k[0] != name}
@@ -324,15 +329,15 @@ class FakeKernel:
                 if word in ("up", "down"):
                     link.up = word == "up"
                 elif word == "nomaster":
-                    link.detach()
+                    ns.detach(link)
                 elif word in ("alias", "master", "mtu", "address"):
                     value = rest[i + 1]
                     i += 1
                     if word == "master":
                         if ns.link(value).kind != "bridge":
                             raise Refused("RTNETLINK answers: Operation not supported")
-                        if link.master != value:
-                            link.learning, link.neigh_suppress = True, False  # a new bridge port's defaults
+                        if link.master != value:  # a new bridge port: defaults, no `master` entries
+                            ns.detach(link)
                         link.master = value
                     elif word == "mtu":
                         link.mtu = int(value)

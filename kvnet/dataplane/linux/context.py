@@ -22,6 +22,7 @@ class LinuxPass:
     runner: Runner
     announce: Announce
     observed: ObservedState | None = None  # the L2 manager's observation, for the pins and the redirects after it
+    moved: set[str] = field(default_factory=set)  # devices L2 put on another bridge: their pins went with it
     routed: RouterChanges | None = None  # what the router manager changed, for the announcements
     redirects: RedirectTable = field(init=False)  # the host's redirect table, read once per pass
 
