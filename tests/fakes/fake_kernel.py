@@ -48,6 +48,7 @@ class FakeLink:
     learning: bool = True
     neigh_suppress: bool = False
     peer: tuple[str, str] | None = None  # a veth's other end: (namespace, name)
+    fdb_max_learned: int = 0  # a bridge's cap on learned entries (0: none)
 
     def detach(self) -> None:
         """No bridge port any more: its port flags go (a new port starts with the defaults)."""
@@ -130,6 +131,24 @@ class FakeKernel:
                        "fdb": set(ns.fdb), "pins": set(ns.pins), "neigh": dict(ns.neigh), "addrs": set(ns.addrs),
                        "routes": copy.deepcopy(ns.routes), "rules": set(ns.rules), "nft": dict(ns.nft)}
                 for name, ns in self.ns.items()}
+
+    # -- kvnet.sys.bridge_netlink.BridgeLimits (fault texts: "netlink read <ns>", "netlink set <bridge> <cap>")
+    def read(self, netns: str | None) -> dict[str, tuple[int, int | None]]:
+        message = self._fault(f"netlink read {netns}")
+        if message is not None:
+            raise OSError(1, message)
+        return {n: (0, link.fdb_max_learned) for n, link in self.ns[netns or self.ROOT].links.items()
+                if link.kind == "bridge"}
+
+    def set_cap(self, netns: str | None, bridge: str, cap: int) -> str | None:
+        message = self._fault(f"netlink set {bridge} {cap}")
+        links = self.ns[netns or self.ROOT].links
+        if message is None and bridge not in links:
+            message = "No such device"
+        if message is not None:
+            return f"setting fdb_max_learned on {bridge}: {message}"
+        links[bridge].fdb_max_learned = cap
+        return None
 
     # -- the Runner -------------------------------------------------------------------------------
     def run(self, argv: Sequence[str], *, input: str | None = None,

@@ -17,6 +17,7 @@ from kvnet.dataplane.linux.observe import observe
 from kvnet.dataplane.linux.router_observe import observe_routers
 from kvnet.plan import HostPlan
 from kvnet.sys import netns
+from kvnet.sys.bridge_netlink import NETLINK
 from kvnet.sys.runner import SYSTEM, Runner
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "fakes"))
@@ -68,7 +69,8 @@ def test_the_fake_reads_back_what_the_kernel_does(host: str, case: str) -> None:
         netns.add_veth(device, host, f"vm{i}", f"{host[:-2]}-p", mtu=1450)
     for plan in [*plans, plans[0]]:  # build, change, revert
         real = LinuxDriver(host, runner=SYSTEM, announce=lambda ns, entries: []).reconcile(plan)
-        faked = LinuxDriver(host, runner=fake, announce=lambda ns, entries: []).reconcile(plan)
+        faked = LinuxDriver(host, runner=fake, announce=lambda ns, entries: [], limits=fake).reconcile(plan)
         assert real.ok and faked.ok, (real.errors, faked.errors)
         assert (faked.added, faked.changed, faked.removed) == (real.added, real.changed, real.removed)
         assert read_back(host, fake) == read_back(host, SYSTEM)
+        assert fake.read(host) == NETLINK.read(host)  # the caps (nothing learned: no traffic here)

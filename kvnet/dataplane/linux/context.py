@@ -9,6 +9,7 @@ from kvnet.dataplane.linux.gateway_redirect import RedirectTable
 from kvnet.dataplane.linux.router_diff import RouterChanges
 from kvnet.dataplane.linux.state import ObservedState
 from kvnet.plan import HostPlan
+from kvnet.sys.bridge_netlink import BridgeLimits
 from kvnet.sys.runner import Runner
 
 # (namespace, [(dev, ip, mac)]) -> errors: the gratuitous ARPs for new floating IPs (kvnet.dataplane.linux.garp)
@@ -21,6 +22,7 @@ class LinuxPass:
     netns: str | None  # the host namespace (bridges, taps); None: this process's
     runner: Runner
     announce: Announce
+    limits: BridgeLimits
     observed: ObservedState | None = None  # the L2 manager's observation, for the pins and the redirects after it
     moved: set[str] = field(default_factory=set)  # devices L2 put on another bridge: their pins went with it
     routed: RouterChanges | None = None  # what the router manager changed, for the announcements
