@@ -5,6 +5,9 @@ What one host needs for tenant L2:
 - L2 population: unicast entries for every port of those networks on other hosts, and flood entries
   only towards the hosts that have ports in the network (never to a host without any);
 - ARP responder: the (ip, mac) of every port of those networks, answered on this host.
+
+A host the model has no record of gets no plan at all (`UnknownHost`): an empty plan would make the
+driver delete everything kvnet owns there. Names that collide on the host are refused (`kvnet.agent.names`).
 """
 
 from __future__ import annotations
@@ -12,7 +15,11 @@ from __future__ import annotations
 from collections import defaultdict
 
 from kvnet.agent.model import CloudModel
-from kvnet.agent.plan import (
+from kvnet.agent.names import refuse_collisions
+from kvnet.agent.routing import RoutingView
+from kvnet.errors import NotFound
+from kvnet.model.resources import Host, Network, Port
+from kvnet.plan import (
     HostPlan,
     NetworkPlan,
     PortPlan,
@@ -21,19 +28,20 @@ from kvnet.agent.plan import (
     port_device_name,
     tunnel_name,
 )
-from kvnet.agent.routing import RoutingView
-from kvnet.model.resources import Host, Network, Port
 
 # Ports plugged by the hypervisor into the host bridge. SR-IOV (direct/passthrough) bypasses it.
 BRIDGED_VNIC_TYPES = ("normal", "vhost")
 TUNNELED_TYPES = ("vxlan", "gre")
 
 
+class UnknownHost(NotFound):
+    """The model has no record of this host: there is nothing to compile, and nothing may be removed."""
+
+
 def compile_host(host_name: str, model: CloudModel) -> HostPlan:
     host = model.hosts.get(host_name)
     if host is None:
-        return HostPlan(host=host_name, tunnel_ip="", l2_population=model.config.l2_population,
-                        arp_responder=model.config.arp_responder)
+        raise UnknownHost(f"the cloud has no host named {host_name!r}", field="host")
     routing = RoutingView(model)  # routers: their ports bound where their namespaces live (kvnet.agent.routing)
     ports_by_network: dict[str, list[Port]] = defaultdict(list)
     for port in [*model.ports.values(), *routing.bound_ports()]:
@@ -60,10 +68,20 @@ def compile_host(host_name: str, model: CloudModel) -> HostPlan:
             port_plans.append(PortPlan(
                 port_id=port.id, network_id=port.network_id, mac=port.mac_address or "",
                 ips=tuple(port.ips()), device=port_device_name(port.id), mtu=present[port.network_id].mtu,
-                vnic_type=port.vnic_type, gateway_redirects=redirects.get(port.id, ())))
+                vnic_type=port.vnic_type, gateway_redirects=redirects.get(port.id, ()),
+                learning=not port.port_security_enabled, extra_macs=_pair_macs(port)))
+    checked = refuse_collisions(tuple(networks), tuple(port_plans), routing.router_plans(host_name))
     return HostPlan(host=host_name, tunnel_ip=host.tunnel_ip, l2_population=model.config.l2_population,
-                    arp_responder=model.config.arp_responder, networks=tuple(networks), ports=tuple(port_plans),
-                    routers=routing.router_plans(host_name))
+                    arp_responder=model.config.arp_responder, networks=checked.networks, ports=checked.ports,
+                    routers=checked.routers, conflicts=checked.conflicts)
+
+
+def _pair_macs(port: Port) -> tuple[str, ...]:
+    """The allowed address pairs' own MACs (a pair without one uses the port's)."""
+    if not port.port_security_enabled:
+        return ()
+    return tuple(sorted({pair.mac_address for pair in port.allowed_address_pairs
+                         if pair.mac_address and pair.mac_address != port.mac_address}))
 
 
 def _network_plan(host: Host, network: Network, ports: list[Port], model: CloudModel) -> NetworkPlan | None:

@@ -31,7 +31,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from kvnet.agent.model import CloudModel
-from kvnet.agent.plan import (
+from kvnet.model.resources import FixedIP, FloatingIP, Network, Port, Router, Subnet
+from kvnet.plan import (
     SNAT_NEXT_HOP,
     FloatingIPNat,
     NeighSpec,
@@ -42,7 +43,6 @@ from kvnet.agent.plan import (
     port_device_name,
     short_id,
 )
-from kvnet.model.resources import FixedIP, FloatingIP, Network, Port, Router, Subnet
 
 ROUTER_INTERFACE = "network:router_interface"
 ROUTER_GATEWAY = "network:router_gateway"
@@ -51,7 +51,7 @@ ROUTER_FIP_LEG = "network:router_fip"
 ROUTER_FIP_NS_LEG = "network:router_fip_interface"
 FIP_INSTANCE = "fip"
 MAIN_TABLE = 254
-# The kernel's three rules, and the only ones any router namespace has (see kvnet.agent.plan).
+# The kernel's three rules, and the only ones any router namespace has (see kvnet.plan.routing).
 DEFAULT_RULES = (RuleSpec(0, "local"), RuleSpec(32766, "main"), RuleSpec(32767, "default"))
 _VIRTUAL_NS = uuid.UUID("6b766e65-742d-726f-7574-696e67000000")
 

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kvnet.agent.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint, bridge_name, port_device_name
 from kvnet.bench.results import envelope, summarize, write_result
 from kvnet.dataplane import ReconcileResult
 from kvnet.dataplane.ovs import OvsDriver, openflow
@@ -34,6 +33,7 @@ from kvnet.dataplane.ovs.state import INT_BRIDGE, OWNED_COOKIE_MATCH
 from kvnet.lab import ovs
 from kvnet.lab.procs import Supervisor
 from kvnet.lab.state import StateFile
+from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint, bridge_name, port_device_name
 from kvnet.sys import netns
 from kvnet.sys.cmd import run
 

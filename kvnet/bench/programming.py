@@ -14,8 +14,8 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from kvnet.agent.plan import HostPlan, NetworkPlan, RemoteEndpoint, bridge_name, tunnel_name
 from kvnet.dataplane.linux import LinuxDriver
+from kvnet.plan import HostPlan, NetworkPlan, RemoteEndpoint, bridge_name, tunnel_name
 from kvnet.sys import netns
 
 NS_PREFIX = "kvbp"

@@ -23,7 +23,6 @@ from typing import Any
 
 from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
-from kvnet.agent.plan import HostPlan
 from kvnet.client import Client
 from kvnet.dataplane.linux import LinuxDriver, gateway_redirect, pinned_fdb
 from kvnet.dataplane.linux.observe import observe
@@ -37,6 +36,7 @@ from kvnet.lab.ovs import DATAPATH, host_rundir
 from kvnet.lab.probe import UnderlayCapture, arp_capture, ping, ping_until, ping_until_ns
 from kvnet.lab.spec import default_spec
 from kvnet.lab.vm import delete_vm
+from kvnet.plan import HostPlan
 from kvnet.sys.cmd import run_json
 
 Progress = Callable[[str], None]

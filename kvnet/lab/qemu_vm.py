@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kvnet.agent.plan import port_device_name
 from kvnet.lab import names as n
 from kvnet.lab.lab import Lab, LabError
 from kvnet.lab.procs import POLL_S
 from kvnet.lab.vm import port_addresses
+from kvnet.plan import port_device_name
 from kvnet.sys.cmd import run
 from kvnet.virt.console import guest_run
 from kvnet.virt.guest import READY_MARKER, GuestUnavailable, NicConfig, ensure_image, kernel_cmdline

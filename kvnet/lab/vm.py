@@ -10,9 +10,9 @@ import subprocess
 from collections.abc import Sequence
 from typing import Any
 
-from kvnet.agent.plan import port_device_name
 from kvnet.lab import names as n
 from kvnet.lab.lab import Lab, LabError
+from kvnet.plan import port_device_name
 from kvnet.sys import netns
 from kvnet.sys.cmd import run
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import ipaddress
 import random
 
-from kvnet.agent.plan import SHORT_ID_LEN, short_id
 from kvnet.errors import Conflict, Exhausted, IdTaken, InvalidInput
 from kvnet.model.resources import KEY_PREFIX, CloudConfig, Network, Subnet
+from kvnet.plan.names import SHORT_ID_LEN, short_id
 from kvnet.store.txn import Txn
 
 ALLOC = f"{KEY_PREFIX}alloc/"

@@ -24,9 +24,9 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Protocol
 
-from kvnet.agent.plan import port_device_name
 from kvnet.errors import InvalidInput
 from kvnet.model.resources import Network, Port, QoSPolicy
+from kvnet.plan import port_device_name
 
 PCI_RE = re.compile(r"^(?:([0-9a-f]{4}):)?([0-9a-f]{2}):([0-1][0-9a-f])\.([0-7])$")
 

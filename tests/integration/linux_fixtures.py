@@ -20,7 +20,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from kvnet.agent.plan import (
+from kvnet.dataplane.linux import LinuxDriver
+from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode
+from kvnet.plan import (
     HostPlan,
     NetworkPlan,
     PortPlan,
@@ -29,8 +31,6 @@ from kvnet.agent.plan import (
     port_device_name,
     tunnel_name,
 )
-from kvnet.dataplane.linux import LinuxDriver
-from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode
 from kvnet.sys import netns
 from kvnet.sys.cmd import run
 

@@ -17,13 +17,13 @@ from pathlib import Path
 
 from linux_fixtures import UNDERLAY_MTU, Lab, Vm, lab
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane import ReconcileResult
 from kvnet.dataplane.linux import LinuxDriver
 from kvnet.dataplane.ovs import OvsDriver
 from kvnet.lab import ovs
 from kvnet.lab.procs import Supervisor
 from kvnet.lab.state import StateFile
+from kvnet.plan import HostPlan
 from kvnet.sys import netns
 from kvnet.sys.cmd import run
 

@@ -10,12 +10,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from kvnet.agent.plan import port_device_name
 from kvnet.lab import names as n
 from kvnet.lab.lab import Lab, LabError
 from kvnet.lab.probe import ping, ping_until
 from kvnet.lab.testing import running_lab
 from kvnet.lab.vm import create_vm, delete_vm, vm_exec
+from kvnet.plan import port_device_name
 from kvnet.sys import netns
 from kvnet.sys.cmd import run, run_json
 

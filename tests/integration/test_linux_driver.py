@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from linux_fixtures import NET_A, NET_B, VMS, Lab, Vm, build_plans, lab, ping, reconcile_all, uid
 
-from kvnet.agent.plan import HostPlan, bridge_name, port_device_name, tunnel_name
 from kvnet.dataplane.linux import LinuxDriver
 from kvnet.dataplane.linux.observe import observe
+from kvnet.plan import HostPlan, bridge_name, port_device_name, tunnel_name
 from kvnet.sys.cmd import run, run_json
 
 pytestmark = pytest.mark.root

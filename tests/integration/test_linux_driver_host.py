@@ -9,9 +9,9 @@ from dataclasses import replace
 import pytest
 from linux_fixtures import PREFIX
 
-from kvnet.agent.plan import HostPlan, NetworkPlan, RemoteEndpoint
 from kvnet.dataplane.linux import LinuxDriver
 from kvnet.dataplane.linux.observe import observe
+from kvnet.plan import HostPlan, NetworkPlan, RemoteEndpoint
 from kvnet.sys import netns
 
 pytestmark = pytest.mark.root

@@ -20,11 +20,11 @@ import pytest
 from linux_fixtures import VXLAN, Net, Vm, build_plans, capture, ping, uid, wait_for
 from ovs_fixtures import DataplaneLab, dataplane_lab
 
-from kvnet.agent.plan import HostPlan, NetworkPlan
 from kvnet.dataplane.ovs import openflow
 from kvnet.dataplane.ovs.flows import canary
 from kvnet.dataplane.ovs.state import COOKIE_MARK, COOKIE_SHIFT, INT_BRIDGE
 from kvnet.lab import ovs
+from kvnet.plan import HostPlan, NetworkPlan
 from kvnet.sys.cmd import run
 
 pytestmark = pytest.mark.root

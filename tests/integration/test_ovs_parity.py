@@ -30,7 +30,7 @@ from linux_fixtures import (
 )
 from ovs_fixtures import DRIVERS, DataplaneLab, dataplane_lab
 
-from kvnet.agent.plan import HostPlan
+from kvnet.plan import HostPlan
 from kvnet.sys.cmd import in_netns, run
 
 pytestmark = pytest.mark.root

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvnet.agent.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint
 from kvnet.dataplane.linux.apply import batches
 from kvnet.dataplane.linux.diff import diff
 from kvnet.dataplane.linux.render import render
 from kvnet.dataplane.linux.state import FLOOD_MAC, Fdb, Link, Neigh, ObservedState
+from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint
 
 NET = NetworkPlan(
     "n1", "vxlan", 1001, 1450, "kvb-n1", "kvx-n1", None, flood_to=("192.0.2.2", "192.0.2.3"),
@@ -23,7 +23,7 @@ def as_observed(plan: HostPlan, *, port_device: bool = True) -> ObservedState:
     want = render(plan)
     links = dict(want.links)
     if port_device:
-        links.update({d: Link(d, "veth", None, a.mtu, a.master) for d, a in want.attachments.items()})
+        links.update({d: Link(d, "veth", None, a.mtu, a.master, port=a.port) for d, a in want.attachments.items()})
     return ObservedState(links, set(want.fdb), set(want.neigh))
 
 

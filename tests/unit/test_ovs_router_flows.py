@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvnet.agent.plan import HostPlan, NetworkPlan, PortPlan, RouterLeg, RouterPlan
 from kvnet.dataplane.ovs.flows import ARP, FLOOD, dvr_gateway_macs, render_flows, stale_redirects
+from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RouterLeg, RouterPlan
 
 GW_MAC = "fa:16:3e:00:00:aa"
 NET = NetworkPlan("net-a", "vxlan", 1001, 1450, "kvb-a", "kvx-a", None, flood_to=("192.0.2.2",))

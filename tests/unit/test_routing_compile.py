@@ -7,7 +7,6 @@ import pytest
 
 from kvnet.agent.compile import compile_host
 from kvnet.agent.model import CloudModel
-from kvnet.agent.plan import SNAT_NEXT_HOP, HostPlan, RouterPlan, RuleSpec
 from kvnet.agent.routing import derived_mac
 from kvnet.model.resources import (
     ExternalGateway,
@@ -21,6 +20,7 @@ from kvnet.model.resources import (
     RouterInterface,
     Subnet,
 )
+from kvnet.plan import SNAT_NEXT_HOP, HostPlan, RouterPlan, RuleSpec
 
 HOSTS = [Host(name="h1", tunnel_ip="192.0.2.1", roles=["network", "compute"], physnets={"physnet-ext": "ex0"}),
          Host(name="h2", tunnel_ip="192.0.2.2", physnets={"physnet-ext": "ex0"}),

@@ -3,12 +3,12 @@ nothing equal is touched) and the leg MAC pinning."""
 
 from __future__ import annotations
 
-from kvnet.agent.plan import FloatingIPNat, NeighSpec, RouterLeg, RouterPlan, RouteSpec, RuleSpec
 from kvnet.dataplane.linux.garp import garp_frame
 from kvnet.dataplane.linux.nat import render_table
 from kvnet.dataplane.linux.router_diff import diff_routers
 from kvnet.dataplane.linux.router_render import render_router
 from kvnet.dataplane.linux.router_state import RouterNs, router_ns
+from kvnet.plan import FloatingIPNat, NeighSpec, RouterLeg, RouterPlan, RouteSpec, RuleSpec
 
 LEGS = (RouterLeg("qg-1", "kvt-1", "ext", "fa:6b:76:00:00:01", 1500, ("203.0.113.5/24", "203.0.113.50/32")),
         RouterLeg("qr-2", "kvt-2", "net-a", "fa:6b:76:00:00:02", 1450, ("10.1.0.1/24",)))

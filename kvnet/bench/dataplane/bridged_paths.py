@@ -10,7 +10,7 @@ fip-ref   [ext: br-ext] -veth- [host: br-x] -veth(fg)- [router: nft raw prerouti
 fip-src-ref  the same, with the VM's egress through fg routed by source (`from <fixed IP> lookup 100`,
           main's default to the SNAT host): how a host where VMs with and without FIP share a router is
           usually built (Neutron's DVR). Not in the default run: kvnet builds no policy rule; this path
-          prices what one costs (kvnet.agent.plan)
+          prices what one costs (kvnet.plan)
 fip-out-ref  the reverse of fip-ref: VM -> qr -> [router: routed out of fg, source rewritten to the FIP at
           postrouting `ip saddr set ip saddr map @fip_out`] -> fg -> [ext: br-ext, the receiver]
 fip-out-tap-ref / fip-out-hook-ref  fip-out-ref with kvnet's gateway redirect chain on the VM's tap

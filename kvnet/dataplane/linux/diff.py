@@ -89,7 +89,8 @@ def _diff_attachments(desired: DesiredState, observed: ObservedState, changes: C
         if have is None:
             changes.missing.append(want)
         elif (have.master != want.master or not have.up or want.master in gone
-              or (want.mtu is not None and have.mtu != want.mtu)):
+              or (want.mtu is not None and have.mtu != want.mtu)
+              or (want.port is not None and have.port != want.port)):
             changes.attach.append(want)
     owned_bridges = {n for n, link in observed.owned_links().items() if link.kind == "bridge"}
     for name, link in sorted(observed.links.items()):

@@ -1,60 +1,63 @@
-"""LinuxDriver: one level-triggered reconcile pass, observe -> diff -> apply, for one namespace.
+"""LinuxDriver: one level-triggered reconcile pass for one namespace, as an ordered list of managers.
 
 It keeps no memory between passes: a fresh instance on an already-programmed host observes kvnet's
-objects (by name prefix + alias) and adopts them without flushing anything.
+objects (by name prefix + alias) and adopts them without flushing anything. Commands go through one
+injectable `Runner` (kvnet.sys.runner), so a fake kernel can stand in for the real one in tests.
 """
 
 from __future__ import annotations
 
-import time
-
-from kvnet.agent.plan import HostPlan
-from kvnet.dataplane import ReconcileResult
-from kvnet.dataplane.linux.apply import apply
+from kvnet.dataplane.linux import garp
+from kvnet.dataplane.linux.bridge_limits import BridgeLimits
+from kvnet.dataplane.linux.context import Announce, LinuxPass
 from kvnet.dataplane.linux.diff import ChangeSet, diff
-from kvnet.dataplane.linux.gateway_redirect import RedirectTable
+from kvnet.dataplane.linux.gateway_redirect import RedirectsAfter, RedirectsBefore
+from kvnet.dataplane.linux.l2 import L2
 from kvnet.dataplane.linux.observe import observe
-from kvnet.dataplane.linux.pinned_fdb import reconcile_pins
+from kvnet.dataplane.linux.pinned_fdb import PinnedFdb
 from kvnet.dataplane.linux.render import DEFAULT_ARP_MODE, ArpMode, render
-from kvnet.dataplane.linux.router import RouterDriver
+from kvnet.dataplane.linux.router import FipAnnounce, RouterDriver, Routers
 from kvnet.dataplane.linux.state import ObservedState
+from kvnet.dataplane.manager import Manager, run_phases
+from kvnet.dataplane.result import ReconcileResult
+from kvnet.plan import HostPlan
+from kvnet.sys.bridge_netlink import NETLINK
+from kvnet.sys.bridge_netlink import BridgeLimits as Limits
+from kvnet.sys.runner import SYSTEM, Runner
 
 
 class LinuxDriver:
-    def __init__(self, netns: str | None = None, arp_mode: ArpMode = DEFAULT_ARP_MODE) -> None:
+    def __init__(self, netns: str | None = None, arp_mode: ArpMode = DEFAULT_ARP_MODE, *, runner: Runner = SYSTEM,
+                 announce: Announce = garp.announce, limits: Limits = NETLINK) -> None:
         self.netns = netns
         self.arp_mode = arp_mode
-        self.routers = RouterDriver(netns)  # router namespaces first: their legs are ports for the L2 pass
+        self.runner = runner
+        self.announce = announce
+        self.limits = limits
+        self.routers = RouterDriver(netns, runner)
+        # The phase order, and why -- the one place it lives:
+        self.phases: tuple[Manager[LinuxPass], ...] = (
+            # 1. Stop readdressing FIP holders' frames to a FIP namespace leg the router pass may delete.
+            RedirectsBefore(),
+            # 2. Router namespaces and their veth legs: the legs' host ends are ports for the L2 pass.
+            Routers(self.routers),
+            # 3. Bridges, tunnels, attachments (taps, legs), FDB, neighbours; its observation feeds 4 and 5.
+            L2(arp_mode),
+            # 4. The cap on what the bridges L2 made may learn.
+            BridgeLimits(),
+            # 5. MACs pinned on the ports L2 saw (legs, FIP holders, ports that do not learn): a device
+            #    created since waits a pass.
+            PinnedFdb(),
+            # 6. Start readdressing once L2 has plugged the new leg and tap (as its observation saw them).
+            RedirectsAfter(),
+            # 7. Announce new floating IPs once their legs are on their bridges.
+            FipAnnounce(announce),
+        )
 
     def plan_changes(self, plan: HostPlan, observed: ObservedState | None = None) -> ChangeSet:
-        """What the next reconcile would do, without doing it (from `observed` when given)."""
-        return diff(render(plan, self.arp_mode), observed if observed is not None else observe(self.netns))
+        """What the next reconcile would do to L2, without doing it (from `observed` when given)."""
+        return diff(render(plan, self.arp_mode), observed if observed is not None else observe(self.netns,
+                                                                                                self.runner))
 
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
-        start = time.perf_counter()
-        redirects = RedirectTable(self.netns)
-        # Readdressing to a FIP namespace leg stops before the router pass can delete the leg ...
-        redirected, errors = redirects.reconcile(plan)
-        routed, router_errors = self.routers.reconcile(plan)
-        errors += router_errors
-        observed = observe(self.netns)
-        changes = self.plan_changes(plan, observed)
-        errors += apply(changes, self.netns)
-        errors += reconcile_pins(plan, self.netns, observed)[1]  # legs' and FIP holders' MACs on their bridges
-        # ... and starts once the L2 pass has plugged a new one (and the tap), as the observation saw them.
-        readdressed, redirect_errors = redirects.reconcile(plan, set(observed.links))
-        redirected |= readdressed
-        errors += redirect_errors
-        errors += self.routers.after_l2(routed)  # needs the legs attached by the L2 pass above
-        errors += [f"link {name} exists but is not kvnet's; left alone" for name in changes.conflicts]
-        counts = changes.counts()
-        return ReconcileResult(
-            added=counts["added"] | routed.added,
-            changed=counts["changed"] | routed.changed | ({"gateway_redirects": 1} if redirected else {}),
-            removed=counts["removed"] | routed.removed,
-            missing_ports=tuple(a.owner.removeprefix("port:") for a in changes.missing
-                                if a.owner.startswith("port:")),
-            missing_devices=tuple(a.device for a in changes.missing),
-            errors=tuple(errors),
-            duration_ms=(time.perf_counter() - start) * 1000,
-        )
+        return run_phases(self.phases, LinuxPass(plan, self.netns, self.runner, self.announce, self.limits))

@@ -20,17 +20,24 @@ The table `netdev kvnet` in the host namespace is kvnet's. It is replaced as a w
 transaction, when the digest in its comment differs from the desired one; chains are rendered only
 for taps that exist (older kernels refuse a hook on a missing device), so a tap that appears later
 changes the digest and the next pass adds its chain. The driver reconciles the table before the
-router pass and again after the L2 pass (`desired_redirects`), reading it once (`RedirectTable`).
+router pass and again after the L2 pass (`desired_redirects`), reading it once (`RedirectTable`): the
+managers `RedirectsBefore` and `RedirectsAfter`. A table that cannot be read is unknown: nothing is
+written, and the FIP holders are not reported ACTIVE.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.observe import tool
-from kvnet.sys.cmd import run, run_json
+from kvnet.dataplane.result import PhaseResult
+from kvnet.plan import HostPlan
+from kvnet.sys.cmd import CommandError, in_netns
+from kvnet.sys.runner import SYSTEM, Runner, json_of
+
+if TYPE_CHECKING:
+    from kvnet.dataplane.linux.context import LinuxPass
 
 TABLE = "kvnet"  # family netdev
 
@@ -78,14 +85,16 @@ class RedirectTable:
     """The host's table over one reconcile pass: its digest is read once, then known from what this
     pass wrote (the driver reconciles it twice per pass; a fresh object per pass keeps no memory)."""
 
-    def __init__(self, host_netns: str | None) -> None:
+    def __init__(self, host_netns: str | None, runner: Runner = SYSTEM) -> None:
         self.host_netns = host_netns
+        self.runner = runner
         self._digest: str | None = None
         self._digest_known = False
 
     def digest(self) -> str | None:
         if not self._digest_known:
-            self._digest, self._digest_known = nft_table.observe_digest("netdev", TABLE, self.host_netns), True
+            self._digest = nft_table.observe_digest("netdev", TABLE, self.host_netns, self.runner)
+            self._digest_known = True
         return self._digest
 
     def plan(self, plan: HostPlan, devices: set[str] | None = None) -> tuple[str | None, str] | None:
@@ -94,27 +103,69 @@ class RedirectTable:
         wanted = {}
         if any(p.gateway_redirects for p in plan.ports):
             if devices is None:
-                devices = {row["ifname"] for row in run_json([*tool("ip", self.host_netns), "-j", "link", "show"])}
+                devices = {row["ifname"] for row in json_of(self.runner, [*tool("ip", self.host_netns), "-j", "link",
+                                                                          "show"])}
             wanted = desired_redirects(plan, devices)
         digest, body = render_table(wanted)
         return None if self.digest() == digest else (digest, table_script(digest, body))
 
-    def reconcile(self, plan: HostPlan, devices: set[str] | None = None) -> tuple[bool, list[str]]:
-        """(changed, errors)."""
+    def reconcile(self, plan: HostPlan, devices: set[str] | None = None) -> tuple[bool, str | None]:
+        """(changed, the error nft gave). Raises CommandError when the table or the devices cannot be read."""
         change = self.plan(plan, devices)
         if change is None:
-            return False, []
-        proc = run(["nft", "-f", "-"], netns=self.host_netns, input=change[1], check=False)
+            return False, None
+        proc = self.runner.run(in_netns(["nft", "-f", "-"], self.host_netns), input=change[1])
         if proc.returncode != 0:
             self._digest_known = False  # whatever is there now, the next call reads it again
-            return True, [f"nft (gateway redirects): {proc.stderr.strip()[:2000]}"]
+            return True, proc.stderr.strip() or f"nft exited {proc.returncode}"
         self._digest = change[0]
-        return True, []
+        return True, None
 
 
-def pending(plan: HostPlan, host_netns: str | None) -> tuple[int, int]:
+def holders(plan: HostPlan) -> list[str]:
+    """The ports with a redirect chain: they depend on the table."""
+    return [p.port_id for p in plan.ports if p.gateway_redirects]
+
+
+class _Redirects:
+    phase = ""
+
+    def _reconcile(self, ctx: LinuxPass, devices: set[str] | None) -> PhaseResult:
+        result = PhaseResult(self.phase)
+        try:
+            changed, error = ctx.redirects.reconcile(ctx.plan, devices)
+        except CommandError as exc:
+            return result.unknown(str(exc), holders(ctx.plan))
+        if error:
+            result.fail("redirects", f"netdev {TABLE}", error, holders(ctx.plan))
+        elif changed:
+            result.changed["gateway_redirects"] = 1
+        return result
+
+
+class RedirectsBefore(_Redirects):
+    """Before the router pass: no frame is readdressed to a leg that pass may delete."""
+
+    phase = "redirects-before"
+
+    def reconcile(self, ctx: LinuxPass) -> PhaseResult:
+        return self._reconcile(ctx, None)
+
+
+class RedirectsAfter(_Redirects):
+    """After the L2 pass: new legs and taps are plugged, as the L2 observation saw them."""
+
+    phase = "redirects-after"
+
+    def reconcile(self, ctx: LinuxPass) -> PhaseResult:
+        if ctx.observed is None:  # the host's devices could not be read
+            return PhaseResult(self.phase).unknown("the host's links were not read", holders(ctx.plan))
+        return self._reconcile(ctx, set(ctx.observed.links))
+
+
+def pending(plan: HostPlan, host_netns: str | None, runner: Runner = SYSTEM) -> tuple[int, int]:
     """(stale, all) changes: the table replaced counts one; one that should not exist also counts stale."""
-    change = RedirectTable(host_netns).plan(plan)
+    change = RedirectTable(host_netns, runner).plan(plan)
     if change is None:
         return 0, 0
     return (1 if change[0] is None else 0), 1

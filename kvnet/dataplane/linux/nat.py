@@ -21,9 +21,9 @@ without a gateway here) has no table at all: no nft hook runs for its packets.
 
 from __future__ import annotations
 
-from kvnet.agent.plan import MARK_HAIRPIN, RouterPlan
 from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.router_state import NFT_TABLE
+from kvnet.plan import MARK_HAIRPIN, RouterPlan
 
 
 def _set(name: str, type_: str, elements: list[str]) -> list[str]:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import hashlib
 import re
 
-from kvnet.sys.cmd import run
+from kvnet.sys.cmd import CommandError, in_netns
+from kvnet.sys.runner import SYSTEM, Runner
 
 _COMMENT = re.compile(r'comment "kvnet:([0-9a-f]+)"')
+_ABSENT = "No such file or directory"  # what `nft list table` says of a table that does not exist
 
 
 def digest(body: str) -> str:
@@ -28,10 +30,14 @@ def replace_script(family: str, name: str, table_digest: str | None, body: str) 
     return script
 
 
-def observe_digest(family: str, name: str, netns: str | None) -> str | None:
-    """The digest in the table's comment; None when there is no table, "" for one without kvnet's comment."""
-    listing = run(["nft", "list", "table", family, name], netns=netns, check=False)
+def observe_digest(family: str, name: str, netns: str | None, runner: Runner = SYSTEM) -> str | None:
+    """The digest in the table's comment; None when there is no table, "" for one without kvnet's comment.
+    Any other failure to list it raises `CommandError`: unknown is not absent."""
+    argv = in_netns(["nft", "list", "table", family, name], netns)
+    listing = runner.run(argv)
     if listing.returncode != 0:
-        return None
+        if _ABSENT in listing.stderr:
+            return None
+        raise CommandError(argv, listing.returncode, listing.stderr)
     match = _COMMENT.search(listing.stdout)
     return match.group(1) if match else ""

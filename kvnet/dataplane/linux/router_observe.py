@@ -1,33 +1,49 @@
-"""observe_routers(host_netns) -> {namespace: RouterNs}: what the kernel has in kvnet's router namespaces."""
+"""observe_routers(prefix) -> what the kernel has in kvnet's router namespaces.
+
+A namespace that is listed but cannot be read is *unknown* (returned apart, with the error): the diff
+leaves it alone -- it is neither recreated (a flush of everything routed through it) nor deleted.
+A listing of the namespaces that fails raises `CommandError`: then every namespace is unknown.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec
 from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.router_state import NFT_TABLE, ROUTE_PROTO, LegLink, RouterNs, router_ns_prefix
+from kvnet.plan import NeighSpec, RouteSpec, RuleSpec
 from kvnet.sys import netns
-from kvnet.sys.cmd import CommandError, run_json
+from kvnet.sys.cmd import CommandError
+from kvnet.sys.runner import SYSTEM, Runner, json_of
 
 MAIN_TABLE = 254
 
 
-def router_namespaces(host_netns: str | None) -> list[str]:
-    return netns.list_with_prefix(router_ns_prefix(host_netns))
+def router_namespaces(host_netns: str | None, runner: Runner = SYSTEM) -> list[str]:
+    """The real kernel's named namespaces are files (read directly: `ip netns list` would also ask
+    each one for its id); any other runner is asked."""
+    prefix = router_ns_prefix(host_netns)
+    if runner is SYSTEM:
+        return netns.list_with_prefix(prefix)
+    return sorted(row["name"] for row in json_of(runner, ["ip", "-j", "netns", "list"])
+                  if row.get("name", "").startswith(prefix))
 
 
-def observe_routers(host_netns: str | None) -> dict[str, RouterNs]:
-    out = {}
-    for name in router_namespaces(host_netns):
+def observe_routers(host_netns: str | None, runner: Runner = SYSTEM) -> tuple[dict[str, RouterNs], dict[str, str]]:
+    """({namespace: what it has}, {namespace: why it could not be read})."""
+    out, unknown = {}, {}
+    for name in router_namespaces(host_netns, runner):
         try:
-            out[name] = observe_router(name)
-        except CommandError:
-            continue  # deleted (or still being created) while we looked: the next pass sees it settled
-    return out
+            out[name] = observe_router(name, runner)
+        except CommandError as exc:
+            unknown[name] = str(exc)
+    return out, unknown
 
 
-def observe_router(name: str) -> RouterNs:
+def observe_router(name: str, runner: Runner = SYSTEM) -> RouterNs:
+    def run_json(argv: list[str]) -> Any:
+        return json_of(runner, argv)
+
     ns = RouterNs(name=name)
     for raw in run_json(["ip", "-n", name, "-j", "addr", "show"]):
         if raw["ifname"] == "lo":
@@ -41,7 +57,7 @@ def observe_router(name: str) -> RouterNs:
     ns.rules = {parse_rule(r) for r in run_json(["ip", "-n", name, "-j", "rule", "show"])}
     ns.neighbours = {NeighSpec(r["dev"], r["dst"], r["lladdr"])
                      for r in run_json(["ip", "-n", name, "-j", "neigh", "show", "nud", "permanent"]) if "lladdr" in r}
-    ns.nft_digest = nft_table.observe_digest("ip", NFT_TABLE, name)
+    ns.nft_digest = nft_table.observe_digest("ip", NFT_TABLE, name, runner)
     return ns
 
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from kvnet.agent.plan import HostPlan, RouterPlan
 from kvnet.dataplane.linux.nat import render_table
 from kvnet.dataplane.linux.router_state import LegLink, RouterNs, router_ns
+from kvnet.plan import HostPlan, RouterPlan
 
 
 def render_routers(plan: HostPlan, host_netns: str | None) -> dict[str, RouterNs]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kvnet.agent.plan import NeighSpec, RouteSpec, RuleSpec, short_id
+from kvnet.plan import NeighSpec, RouteSpec, RuleSpec, short_id
 
 ROUTER_NS_MARK = "kvr-"
 ROUTE_PROTO = 107  # "kvnet" in router namespaces (unassigned in iproute2's rt_protos)

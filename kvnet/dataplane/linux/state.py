@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from kvnet.agent.plan import ALIAS_PREFIX, NAME_PREFIX
+from kvnet.plan import ALIAS_PREFIX, NAME_PREFIX
 
 FLOOD_MAC = "00:00:00:00:00:00"
 
@@ -55,13 +55,15 @@ class Link:
 class Attachment:
     """A device kvnet does not create (VM tap, physnet NIC) that must be enslaved to a kvnet bridge.
 
-    `owner` names why (``port:<id>`` or ``physnet:<network id>``); `mtu` None leaves the MTU alone.
+    `owner` names why (``port:<id>`` or ``physnet:<network id>``); `mtu` None leaves the MTU alone,
+    `port` None the bridge-port flags.
     """
 
     device: str
     master: str
     owner: str
     mtu: int | None = None
+    port: PortConf | None = None
 
 
 @dataclass(frozen=True, order=True)

@@ -1,9 +1,11 @@
-"""OvsDriver: one level-triggered reconcile pass against one OVS instance, in two phases.
+"""OvsDriver: one level-triggered reconcile pass against one OVS instance, as an ordered list of managers.
 
+The two OVS phases:
 1. OVSDB: render the rows (bridges, ports with their local VLAN) -> diff against the IDL -> one
    transaction, which returns once ovs-vswitchd has configured the ports (their ofports are known).
 2. OpenFlow: render the flows (they need the ofports) -> dump kvnet's flows per bridge -> diff by
    cookie -> one atomic bundle per bridge.
+Both are all-or-nothing per transaction or bundle, so a refused one fails every port it serves.
 
 No memory between passes: a fresh driver on a programmed host observes the same tags and ofports,
 renders the same flows with the same cookies and changes nothing (an agent restart drops no packet).
@@ -22,29 +24,46 @@ ports: right after phase 1, `host_isolation` puts a drop chain on each port OVS 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from kvnet.agent.plan import HostPlan
-from kvnet.dataplane import ReconcileResult
-from kvnet.dataplane.linux.router import RouterDriver
+from kvnet.dataplane.linux import garp
+from kvnet.dataplane.linux.context import Announce
+from kvnet.dataplane.linux.router import FipAnnounce, RouterDriver, Routers
 from kvnet.dataplane.linux.router_diff import RouterChanges
+from kvnet.dataplane.manager import Manager, run_phases
 from kvnet.dataplane.ovs import host_isolation, openflow
 from kvnet.dataplane.ovs.diff import DbChanges, FlowChanges, diff_db, diff_flows
 from kvnet.dataplane.ovs.flows import is_redirect, render_flows, stale_redirects
 from kvnet.dataplane.ovs.monitor import RestartMonitor
 from kvnet.dataplane.ovs.ovsdb import Ovsdb
 from kvnet.dataplane.ovs.render import assign_lvids, render_db
-from kvnet.dataplane.ovs.router_legs import legs_up
+from kvnet.dataplane.ovs.router_legs import LegsUp
 from kvnet.dataplane.ovs.state import INT_BRIDGE, DesiredDb, Flow, ObservedDb
+from kvnet.dataplane.result import PhaseResult, ReconcileResult
+from kvnet.plan import HostPlan
+from kvnet.sys.cmd import CommandError
 
 DEFAULT_RUNDIR = Path("/var/run/openvswitch")
 
 
+@dataclass
+class OvsPass:
+    plan: HostPlan
+    routed: RouterChanges | None = None
+    observed: ObservedDb | None = None  # after the OVSDB manager's transaction: the ofports the flows use
+    desired: DesiredDb = field(default_factory=DesiredDb)
+    lvids: dict[str, int] = field(default_factory=dict)
+
+    def all_ports(self) -> list[str]:
+        return [p.port_id for p in self.plan.ports]
+
+
 class OvsDriver:
     def __init__(self, rundir: Path = DEFAULT_RUNDIR, *, host_netns: str | None, datapath_type: str = "system",
-                 timeout: float = 10.0, routers: RouterDriver | None = None) -> None:
+                 timeout: float = 10.0, routers: RouterDriver | None = None,
+                 announce: Announce = garp.announce) -> None:
         self.rundir = Path(rundir)
         self.host_netns = host_netns  # required: isolation under `netdev` runs nft there
         self.isolation_settled = False  # under the kernel datapath: no table left from `netdev` (checked once)
@@ -54,6 +73,22 @@ class OvsDriver:
         self.monitor: RestartMonitor | None = None
         self.installed: list[Flow] = []  # what the last pass left programmed (the monitor's reference)
         self.used_ofports: dict[str, int] = {}  # kvnet's ports and the ofports the last pass rendered with
+        # The phase order, and why -- the one place it lives:
+        self.phases: tuple[Manager[OvsPass], ...] = (
+            # 1. Delete redirect flows the plan lost before the router pass can delete their `fq-` leg.
+            StaleRedirects(self),
+            # 2. Router namespaces and legs (the Linux driver's pass), then the legs' host ends up:
+            #    they are kv-int ports from here on.
+            *((Routers(routers), LegsUp(routers.host_netns)) if routers is not None else (NoRouters(),)),
+            # 3. OVSDB rows in one transaction; it returns once vswitchd has the ofports the flows need.
+            OvsdbRows(self),
+            # 4. Under `netdev`, a drop chain per port OVS opened -- before the flows make it ACTIVE.
+            HostIsolation(self),
+            # 5. OpenFlow, one bundle per bridge, from the ofports of 3.
+            OpenFlow(self),
+            # 6. Announce new floating IPs once their legs are on kv-int with their flows.
+            *((FipAnnounce(announce),) if routers is not None else ()),
+        )
 
     def close(self) -> None:
         if self.monitor is not None:
@@ -81,84 +116,142 @@ class OvsDriver:
         flows = render_flows(plan, lvids, observed.ofports)
         isolation = host_isolation.diff(host_isolation.wanted(desired_db, self.datapath_type, observed.ofports),
                                         host_isolation.observe(self.host_netns))
-        return diff_db(desired_db, observed), self._diff_flows(desired_db, flows), isolation
+        return diff_db(desired_db, observed), self.diff_flows(desired_db, flows), isolation
 
-    def _diff_flows(self, desired_db: DesiredDb, flows: list[Flow]) -> FlowChanges:
+    def diff_flows(self, desired_db: DesiredDb, flows: list[Flow]) -> FlowChanges:
         bridges = sorted(set(desired_db.bridges) | {f.bridge for f in flows})
         return diff_flows(flows, [f for bridge in bridges for f in openflow.dump(self.rundir, bridge)])
 
-    def _route(self, plan: HostPlan) -> tuple[RouterChanges, list[str]]:
-        """The shared router pass, then the legs' host ends up (they are kv-int ports from here on)."""
-        if self.routers is None:
-            return RouterChanges(), ["routers planned, but this OVS driver has no router pass"] * bool(plan.routers)
-        routed, errors = self.routers.reconcile(plan)
-        raised, up_errors = legs_up(plan, self.routers.host_netns)
-        routed.changed["leg"] += raised
-        return routed, errors + up_errors
-
-    def _stop_stale_redirects(self, plan: HostPlan) -> list[str]:
-        """Delete the FIP holders' redirect flows the plan no longer has before the router pass can
-        delete their `fq-` leg (the Linux driver's order): their frames would chase a vanished port
-        for one pass. Only what the last pass installed is looked at (after an agent restart the
-        ordinary flow pass deletes them, one pass later)."""
-        if not any(is_redirect(f) for f in self.installed):
-            return []
-        observed = self.db.observe()
-        stale = stale_redirects(self.installed, render_flows(plan, assign_lvids(plan, _current_lvids(observed)),
-                                                             observed.ofports))
-        error = openflow.apply(self.rundir, INT_BRIDGE, [], stale) if stale else None
-        return [error] if error else []
-
-    def _isolate(self, desired_db: DesiredDb,
-                 ofports: dict[str, int]) -> tuple[host_isolation.IsolationChanges, list[str]]:
-        """The host isolation from the same ofports that decide ACTIVE, so a port is isolated before it is
-        reported ACTIVE (and its VM resumed). Under the kernel datapath (fixed for this driver's life)
-        only the first pass looks, for a table left from `netdev`."""
-        if self.isolation_settled:
-            return host_isolation.IsolationChanges(), []
-        changes, errors = host_isolation.reconcile(host_isolation.wanted(desired_db, self.datapath_type, ofports),
-                                                   self.host_netns)
-        self.isolation_settled = self.datapath_type != host_isolation.ISOLATING_DATAPATH and not errors
-        return changes, errors
-
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
-        start = time.perf_counter()
-        errors = self._stop_stale_redirects(plan)
-        routed, route_errors = self._route(plan)
-        errors += route_errors
-        observed = self.db.observe()
-        lvids = assign_lvids(plan, _current_lvids(observed))
-        desired_db = render_db(plan, lvids, self.datapath_type)
-        db_changes = diff_db(desired_db, observed)
-        error = self.db.apply(db_changes)
+        return run_phases(self.phases, OvsPass(plan))
+
+
+class NoRouters:
+    phase = "routers"
+
+    def reconcile(self, ctx: OvsPass) -> PhaseResult:
+        result = PhaseResult(self.phase)
+        for router in ctx.plan.routers:
+            result.fail("router_ns", router.router_id, "routers planned, but this OVS driver has no router pass")
+        return result
+
+
+class StaleRedirects:
+    """The FIP holders' redirect flows the plan no longer has, deleted before the router pass can delete
+    their `fq-` leg (the Linux driver's order): their frames would chase a vanished port for one pass.
+    Only what the last pass installed is looked at (after an agent restart the ordinary flow pass
+    deletes them, one pass later)."""
+
+    phase = "stale-redirects"
+
+    def __init__(self, driver: OvsDriver) -> None:
+        self.driver = driver
+
+    def reconcile(self, ctx: OvsPass) -> PhaseResult:
+        result = PhaseResult(self.phase)
+        if not any(is_redirect(f) for f in self.driver.installed):
+            return result
+        observed = self.driver.db.observe()
+        flows = render_flows(ctx.plan, assign_lvids(ctx.plan, _current_lvids(observed)), observed.ofports)
+        stale = stale_redirects(self.driver.installed, flows)
+        error = openflow.apply(self.driver.rundir, INT_BRIDGE, [], stale) if stale else None
         if error:
-            errors.append(error)
-        if not db_changes.empty:
-            observed = self.db.observe()
-        isolated, isolation_errors = self._isolate(desired_db, observed.ofports)
-        errors += isolation_errors
-        flows = render_flows(plan, lvids, observed.ofports)
-        bridges = sorted(set(desired_db.bridges) | {f.bridge for f in flows})
-        flow_changes = self._diff_flows(desired_db, flows)
-        for bridge in bridges:
-            error = openflow.apply(self.rundir, bridge, flow_changes.add.get(bridge, []),
-                                   flow_changes.delete.get(bridge, []))
-            if error:
-                errors.append(error)
-        self.installed = flows
-        self.used_ofports = {name: observed.ofports.get(name, -1) for name in desired_db.ports}
-        if self.routers is not None:
-            errors += self.routers.after_l2(routed)  # the legs are on kv-int with their flows now
-        errors += db_changes.conflicts
-        errors += [f"network {n}: type not supported by the OVS driver" for n in desired_db.unsupported]
-        missing = [p for p in plan.ports if observed.ofports.get(p.device, -1) <= 0]
-        return ReconcileResult(
-            added=_counts(db_changes, flow_changes, "add") | routed.added | {"isolation": len(isolated.add)},
-            changed=_counts(db_changes, flow_changes, "change") | routed.changed,
-            removed=_counts(db_changes, flow_changes, "del") | routed.removed
-            | {"isolation": len(isolated.delete) + isolated.drop_table},
-            missing_ports=tuple(p.port_id for p in missing), missing_devices=tuple(p.device for p in missing),
-            errors=tuple(errors), duration_ms=(time.perf_counter() - start) * 1000)
+            result.fail("flows", f"{INT_BRIDGE} redirects", error)
+        result.removed["flow"] = len(stale) if not error else 0
+        return result
+
+
+class OvsdbRows:
+    phase = "ovsdb"
+
+    def __init__(self, driver: OvsDriver) -> None:
+        self.driver = driver
+
+    def reconcile(self, ctx: OvsPass) -> PhaseResult:
+        result = PhaseResult(self.phase)
+        db = self.driver.db
+        observed = db.observe()
+        ctx.lvids = assign_lvids(ctx.plan, _current_lvids(observed))
+        ctx.desired = render_db(ctx.plan, ctx.lvids, self.driver.datapath_type)
+        changes = diff_db(ctx.desired, observed)
+        error = db.apply(changes)
+        by_device = {p.device: p.port_id for p in ctx.plan.ports}
+        if error:  # one transaction: nothing of it applied
+            rows = [p.name for p in changes.port_add + changes.port_change] + changes.port_del
+            vm_rows_only = not (changes.bridge_add or changes.bridge_change or changes.bridge_del) and all(
+                name in by_device for name in rows)
+            result.fail("ovsdb", "transaction", error,
+                        [by_device[name] for name in rows] if vm_rows_only else ctx.all_ports())
+        ctx.observed = db.observe() if not changes.empty else observed
+        for conflict in changes.conflicts:
+            result.fail("ovsdb", conflict.split(" ")[1], conflict, ctx.all_ports())
+        for network_id in ctx.desired.unsupported:
+            result.fail("network", network_id, "type not supported by the OVS driver",
+                        [p.port_id for p in ctx.plan.ports if p.network_id == network_id])
+        done = not error  # counts of what was applied
+        result.added = {"bridge": len(changes.bridge_add) * done, "port": len(changes.port_add) * done}
+        result.changed = {"bridge": len(changes.bridge_change) * done, "port": len(changes.port_change) * done}
+        result.removed = {"bridge": len(changes.bridge_del) * done, "port": len(changes.port_del) * done}
+        result.missing = {p.port_id: p.device for p in ctx.plan.ports if ctx.observed.ofports.get(p.device, -1) <= 0}
+        return result
+
+
+class HostIsolation:
+    """From the same ofports that decide ACTIVE, so a port is isolated before it is reported ACTIVE (and its
+    VM resumed). Under the kernel datapath (fixed for this driver's life) only the first pass looks, for
+    a table left from `netdev`."""
+
+    phase = "host-isolation"
+
+    def __init__(self, driver: OvsDriver) -> None:
+        self.driver = driver
+
+    def reconcile(self, ctx: OvsPass) -> PhaseResult:
+        result = PhaseResult(self.phase)
+        driver = self.driver
+        if driver.isolation_settled or ctx.observed is None:
+            return result
+        devices = host_isolation.wanted(ctx.desired, driver.datapath_type, ctx.observed.ofports)
+        by_device = {p.device: p.port_id for p in ctx.plan.ports}
+        try:
+            changes, error = host_isolation.reconcile(devices, driver.host_netns)
+        except CommandError as exc:
+            return result.unknown(str(exc), (by_device[d] for d in devices if d in by_device))
+        if error:
+            result.fail("isolation", f"netdev {host_isolation.TABLE}", error,
+                        [by_device[d] for d in changes.add if d in by_device])
+            return result
+        driver.isolation_settled = driver.datapath_type != host_isolation.ISOLATING_DATAPATH
+        result.added["isolation"] = len(changes.add)
+        result.removed["isolation"] = len(changes.delete) + changes.drop_table
+        return result
+
+
+class OpenFlow:
+    phase = "openflow"
+
+    def __init__(self, driver: OvsDriver) -> None:
+        self.driver = driver
+
+    def reconcile(self, ctx: OvsPass) -> PhaseResult:
+        result = PhaseResult(self.phase, added={"flow": 0}, removed={"flow": 0})
+        driver = self.driver
+        assert ctx.observed is not None  # set by OvsdbRows
+        flows = render_flows(ctx.plan, ctx.lvids, ctx.observed.ofports)
+        try:
+            changes = driver.diff_flows(ctx.desired, flows)
+        except CommandError as exc:  # a bridge's flows could not be dumped: unknown, nothing written
+            return result.unknown(str(exc), ctx.all_ports())
+        for bridge in sorted(set(changes.add) | set(changes.delete)):
+            error = openflow.apply(driver.rundir, bridge, changes.add.get(bridge, []), changes.delete.get(bridge, []))
+            if error:  # one bundle: nothing of it applied
+                result.fail("flows", bridge, error, ctx.all_ports())
+                continue
+            result.added["flow"] += len(changes.add.get(bridge, []))
+            result.removed["flow"] += len(changes.delete.get(bridge, []))
+        driver.installed = flows
+        driver.used_ofports = {name: ctx.observed.ofports.get(name, -1) for name in ctx.desired.ports}
+        return result
 
 
 def _current_lvids(observed: ObservedDb) -> dict[str, int]:
@@ -169,11 +262,3 @@ def _current_lvids(observed: ObservedDb) -> dict[str, int]:
         if port.kind == "port" and net and port.tag is not None:
             out.setdefault(net, port.tag)
     return out
-
-
-def _counts(db: DbChanges, flows: FlowChanges, what: str) -> dict[str, int]:
-    if what == "add":
-        return {"bridge": len(db.bridge_add), "port": len(db.port_add), "flow": flows.count("add")}
-    if what == "change":
-        return {"bridge": len(db.bridge_change), "port": len(db.port_change), "flow": 0}
-    return {"bridge": len(db.bridge_del), "port": len(db.port_del), "flow": flows.count("delete")}

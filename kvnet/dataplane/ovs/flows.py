@@ -56,7 +56,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from kvnet.agent.plan import HostPlan, NetworkPlan
 from kvnet.dataplane.ovs.state import (
     INT_BRIDGE,
     TUNNEL_PORTS,
@@ -66,6 +65,7 @@ from kvnet.dataplane.ovs.state import (
     phys_patch,
     physnet_bridge,
 )
+from kvnet.plan import HostPlan, NetworkPlan
 
 CLASSIFY, ARP, L2, FLOOD = 0, 10, 20, 30
 REDIRECT_PRIORITY = 110  # in CLASSIFY: a FIP holder's IPv4 frames for its gateway, to the `fq-` leg

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from kvnet.dataplane.ovs.state import DesiredDb
-from kvnet.sys.cmd import run
+from kvnet.sys.cmd import CommandError, run
 
 TABLE = "kvnet_ovs"  # family netdev
 ISOLATING_DATAPATH = "netdev"
@@ -49,12 +49,17 @@ def wanted(db: DesiredDb, datapath_type: str, ofports: Mapping[str, int]) -> set
 
 
 def observe(host_netns: str | None) -> set[str] | None:
-    """Devices with a chain in the table; None when there is no table."""
+    """Devices with a chain in the table; None when there is no table. A listing that fails otherwise
+    raises `CommandError` (unknown is not absent)."""
     try:
         listing = run(["nft", "list", "table", "netdev", TABLE], netns=host_netns, check=False)
     except FileNotFoundError:  # a kernel-datapath host without nft has no table either
         return None
-    return set(_CHAIN.findall(listing.stdout)) if listing.returncode == 0 else None
+    if listing.returncode == 0:
+        return set(_CHAIN.findall(listing.stdout))
+    if "No such file or directory" in listing.stderr:
+        return None
+    raise CommandError(listing.args, listing.returncode, listing.stderr)
 
 
 def diff(devices: set[str], observed: set[str] | None) -> IsolationChanges:
@@ -74,12 +79,13 @@ def script(changes: IsolationChanges) -> str:
     return "\n".join(lines) + "\n"
 
 
-def reconcile(devices: set[str], host_netns: str | None) -> tuple[IsolationChanges, list[str]]:
-    """Chains for exactly `devices` (see `wanted`); returns (what was changed, errors)."""
+def reconcile(devices: set[str], host_netns: str | None) -> tuple[IsolationChanges, str | None]:
+    """Chains for exactly `devices` (see `wanted`); returns (what was changed, the error nft gave).
+    Raises CommandError when the table cannot be read."""
     changes = diff(devices, observe(host_netns))
     if changes.empty:
-        return changes, []
+        return changes, None
     proc = run(["nft", "-f", "-"], netns=host_netns, input=script(changes), check=False)
     if proc.returncode != 0:
-        return changes, [f"nft (host isolation): {proc.stderr.strip()[:2000]}"]
-    return changes, []
+        return changes, proc.stderr.strip() or f"nft exited {proc.returncode}"
+    return changes, None

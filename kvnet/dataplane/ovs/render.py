@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kvnet.agent.plan import VXLAN_UDP_PORT, HostPlan
 from kvnet.dataplane.ovs.state import (
     INT_BRIDGE,
     TUNNEL_PORTS,
@@ -27,6 +26,7 @@ from kvnet.dataplane.ovs.state import (
     phys_patch,
     physnet_bridge,
 )
+from kvnet.plan import VXLAN_UDP_PORT, HostPlan
 
 PHYSNET_TYPES = ("flat", "vlan")
 MAX_LVID = 4094

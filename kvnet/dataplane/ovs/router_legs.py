@@ -9,9 +9,13 @@ every pass brings a leg's host end up if it is down (the Linux driver's L2 pass 
 
 from __future__ import annotations
 
-from kvnet.agent.plan import HostPlan
 from kvnet.dataplane.linux.observe import tool
-from kvnet.sys.cmd import run, run_json
+from kvnet.dataplane.manager import Pass
+from kvnet.dataplane.result import PhaseResult
+from kvnet.plan import HostPlan
+from kvnet.sys.batch import run_batch
+from kvnet.sys.cmd import CommandError, run_json
+from kvnet.sys.runner import SYSTEM
 
 
 def leg_devices(plan: HostPlan) -> set[str]:
@@ -26,11 +30,31 @@ def down_legs(plan: HostPlan, host_netns: str | None) -> list[str]:
     return sorted(r["ifname"] for r in rows if r.get("ifname") in devices and "UP" not in r.get("flags", []))
 
 
-def legs_up(plan: HostPlan, host_netns: str | None) -> tuple[int, list[str]]:
-    """Bring every planned leg's host end up; returns (how many were down, errors)."""
+def legs_up(plan: HostPlan, host_netns: str | None) -> tuple[int, dict[str, str]]:
+    """Bring every planned leg's host end up; returns (how many were down, {device: error})."""
     down = down_legs(plan, host_netns)
     if not down:
-        return 0, []
-    lines = "".join(f"link set dev {dev} up\n" for dev in down)
-    proc = run([*tool("ip", host_netns), "-force", "-batch", "-"], input=lines, check=False)
-    return len(down), [] if proc.returncode == 0 else [f"ip -batch (legs up): {proc.stderr.strip()[:2000]}"]
+        return 0, {}
+    refused = run_batch(SYSTEM, tool("ip", host_netns), [f"link set dev {dev} up" for dev in down])
+    return len(down), {down[index]: message for index, message in refused.items()}
+
+
+class LegsUp:
+    """After the router manager: the legs' host ends up (kvnet is their hypervisor)."""
+
+    phase = "legs-up"
+
+    def __init__(self, host_netns: str | None) -> None:
+        self.host_netns = host_netns
+
+    def reconcile(self, ctx: Pass) -> PhaseResult:
+        result = PhaseResult(self.phase)
+        by_device = {port.device: port.port_id for port in ctx.plan.ports}
+        try:
+            raised, refused = legs_up(ctx.plan, self.host_netns)
+        except CommandError as exc:
+            return result.unknown(str(exc), (by_device[d] for d in leg_devices(ctx.plan) if d in by_device))
+        result.changed["leg"] = raised
+        for device, message in sorted(refused.items()):
+            result.fail("leg", device, message, [by_device[device]] if device in by_device else [])
+        return result
