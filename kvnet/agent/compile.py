@@ -70,7 +70,8 @@ def compile_host(host_name: str, model: CloudModel) -> HostPlan:
             port_plans.append(PortPlan(
                 port_id=port.id, network_id=port.network_id, mac=port.mac_address or "",
                 ips=tuple(port.ips()), device=port_device_name(port.id), mtu=present[port.network_id].mtu,
-                vnic_type=port.vnic_type, gateway_redirects=redirects.get(port.id, ())))
+                vnic_type=port.vnic_type, gateway_redirects=redirects.get(port.id, ()),
+                learning=not port.port_security_enabled, extra_macs=_pair_macs(port)))
     checked = refuse_collisions(tuple(networks), tuple(port_plans), routing.router_plans(host_name))
     filters, address_sets = compile_filters(model, checked.ports)
     return HostPlan(host=host_name, tunnel_ip=host.tunnel_ip, l2_population=model.config.l2_population,
@@ -94,6 +95,14 @@ def arp_entries(ports: list[Port]) -> tuple[tuple[str, str], ...]:
     fixed_ips = {ip for ip, _ in fixed}
     pairs = {(ip, macs.pop()) for ip, macs in claimed.items() if len(macs) == 1 and ip not in fixed_ips}
     return tuple(sorted(fixed | pairs))
+
+
+def _pair_macs(port: Port) -> tuple[str, ...]:
+    """The allowed address pairs' own MACs (a pair without one uses the port's)."""
+    if not port.port_security_enabled:
+        return ()
+    return tuple(sorted({pair.mac_address for pair in port.allowed_address_pairs
+                         if pair.mac_address and pair.mac_address != port.mac_address}))
 
 
 def _network_plan(host: Host, network: Network, ports: list[Port], model: CloudModel) -> NetworkPlan | None:

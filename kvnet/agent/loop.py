@@ -130,6 +130,11 @@ class Agent:
                     log.warning("%s: changing nothing and reporting nothing until it is there", exc)
                     self._unknown_host_logged = True
                 return None
+            except Exception:  # a model compile cannot read (a bug): touch nothing, live on, retry later
+                log.exception("compiling the plan failed; changing nothing")
+                self.stats.errors += 1
+                self.retry_backoff = min(RETRY_MAX, self.retry_backoff * 2 or RETRY_FIRST)
+                return None
             self._unknown_host_logged = False
             self._note_new_ports(plan)
             vf_plan = compile_vfs(self.host, self.model) if self.vfs else ()

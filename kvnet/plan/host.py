@@ -40,6 +40,11 @@ class PortPlan:
     gateway_redirects: tuple[tuple[str, str], ...] = ()
     qos_max_kbps: int | None = None
     qos_burst_kbps: int | None = None
+    # Whether the bridge learns source MACs on the port. Off where kvnet knows every MAC the port may
+    # use (port security on: its MAC and `extra_macs`, the allowed address pairs'), which are then
+    # static entries instead: a VM sending from random MACs fills no table.
+    learning: bool = False
+    extra_macs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, order=True)

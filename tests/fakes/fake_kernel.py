@@ -23,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from fake_nft import FakeNftTables, NftError
+
 NFT_ABSENT = "Error: No such file or directory\nlist table\n"
 _NFT_DELETE = re.compile(r"^delete table (\w+) (\S+)$", re.MULTILINE)
 
@@ -48,6 +50,7 @@ class FakeLink:
     learning: bool = True
     neigh_suppress: bool = False
     peer: tuple[str, str] | None = None  # a veth's other end: (namespace, name)
+    fdb_max_learned: int = 0  # a bridge's cap on learned entries (0: none)
 
     def detach(self) -> None:
         """No bridge port any more: its port flags go (a new port starts with the defaults)."""
@@ -64,17 +67,24 @@ class FakeNs:
     routes: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)  # (table, dst) -> route
     rules: set[tuple[int, str]] = field(default_factory=lambda: {(0, "local"), (32766, "main"), (32767, "default")})
     nft: dict[tuple[str, str], str] = field(default_factory=dict)  # (family, name) -> the table's text
+    filters: FakeNftTables = field(default_factory=FakeNftTables)  # tables reconciled object by object
+    conntrack: list[tuple[int, str]] = field(default_factory=list)  # (zone, `conntrack -L` line)
 
     def link(self, name: str) -> FakeLink:
         if name not in self.links:
             raise Refused(f'Cannot find device "{name}"')
         return self.links[name]
 
+    def detach(self, link: FakeLink) -> None:
+        """Off its bridge: its `master` entries go with the bridge port."""
+        link.detach()
+        self.pins = {p for p in self.pins if p[0] != link.name}
+
     def drop_link(self, name: str) -> None:
         del self.links[name]
         for link in self.links.values():
             if link.master == name:
-                link.detach()
+                self.detach(link)
         self.fdb = {e for e in self.fdb if e[0] != name}
         self.pins = {p for p in self.pins if p[0] != name}
         self.neigh = {k: v for k, v in self.neigh.items() if k[0] != name}
@@ -123,8 +133,27 @@ class FakeKernel:
         """Everything kvnet could see, per namespace, comparable with ==."""
         return {name: {"links": {n: copy.copy(vars(link)) for n, link in ns.links.items()},
                        "fdb": set(ns.fdb), "pins": set(ns.pins), "neigh": dict(ns.neigh), "addrs": set(ns.addrs),
-                       "routes": copy.deepcopy(ns.routes), "rules": set(ns.rules), "nft": dict(ns.nft)}
+                       "routes": copy.deepcopy(ns.routes), "rules": set(ns.rules), "nft": dict(ns.nft),
+                       "nft_objects": copy.deepcopy(ns.filters.tables)}
                 for name, ns in self.ns.items()}
+
+    # -- kvnet.sys.bridge_netlink.BridgeLimits (fault texts: "netlink read <ns>", "netlink set <bridge> <cap>")
+    def read(self, netns: str | None) -> dict[str, tuple[int, int | None]]:
+        message = self._fault(f"netlink read {netns}")
+        if message is not None:
+            raise OSError(1, message)
+        return {n: (0, link.fdb_max_learned) for n, link in self.ns[netns or self.ROOT].links.items()
+                if link.kind == "bridge"}
+
+    def set_cap(self, netns: str | None, bridge: str, cap: int) -> str | None:
+        message = self._fault(f"netlink set {bridge} {cap}")
+        links = self.ns[netns or self.ROOT].links
+        if message is None and bridge not in links:
+            message = "No such device"
+        if message is not None:
+            return f"setting fdb_max_learned on {bridge}: {message}"
+        links[bridge].fdb_max_learned = cap
+        return None
 
     # -- the Runner -------------------------------------------------------------------------------
     def run(self, argv: Sequence[str], *, input: str | None = None,
@@ -174,6 +203,8 @@ class FakeKernel:
             return self._nft(args, ns, stdin)
         if tool == "sysctl":
             return ""
+        if tool == "conntrack":
+            return self._conntrack(args, ns)
         if args[:2] == ["netns", "list"] or args[:3] == ["-j", "netns", "list"]:
             return json.dumps([{"name": n} for n in sorted(self.ns) if n])
         if args[:2] == ["netns", "identify"]:
@@ -252,8 +283,45 @@ class FakeKernel:
             raw["table"] = str(table)
         return raw
 
+    # -- conntrack --------------------------------------------------------------------------------------
+    @staticmethod
+    def _conntrack(args: list[str], ns: FakeNs) -> str:
+        """`-L -w Z -f F` lists the zone's entries; `-D -w Z ... -s S -d D` deletes the entries opened
+        from S to D in that zone (the sweep names them by their whole tuple; S and D suffice here)."""
+        zone = int(args[args.index("-w") + 1])
+        if args[0] == "-L":
+            return "".join(line + "\n" for z, line in ns.conntrack if z == zone)
+        src, dst = args[args.index("-s") + 1], args[args.index("-d") + 1]
+        kept = [(z, line) for z, line in ns.conntrack if not (z == zone and f"src={src} dst={dst} " in line)]
+        if len(kept) == len(ns.conntrack):
+            raise Refused("conntrack v1.4.7 (conntrack-tools): 0 flow entries have been deleted.")
+        ns.conntrack = kept
+        return ""
+
     # -- nft ----------------------------------------------------------------------------------------
     def _nft(self, args: list[str], ns: FakeNs, script: str) -> str:
+        if args == ["-f", "-"] and script.lstrip().startswith(("add ", "delete ")):
+            # the port filters' transactions, object by object (fake_nft); a `delete table` there may
+            # also name a table kept as text (the retired netdev table of gateway redirects)
+            try:
+                ns.filters.apply(script, self._fault)
+            except NftError as exc:
+                raise Refused(str(exc)) from None
+            for family, name in _NFT_DELETE.findall(script):
+                ns.nft.pop((family, name), None)
+            return ""
+        if args[:3] == ["-j", "list", "chains"]:
+            listed = json.loads(ns.filters.listing(args) or '{"nftables": []}')
+            listed["nftables"] += [{"chain": {"family": family, "table": name, "name": chain}}
+                                   for (family, name), text in ns.nft.items()
+                                   for chain in re.findall(r"^\s*chain (\S+) \{", text, re.MULTILINE)]
+            return json.dumps(listed)
+        try:
+            listing = ns.filters.listing(args)
+        except NftError as exc:
+            raise Refused(str(exc)) from None
+        if listing is not None:
+            return listing
         if args[:2] == ["list", "table"]:
             text = ns.nft.get((args[2], args[3]))
             if text is None:
@@ -324,15 +392,15 @@ class FakeKernel:
                 if word in ("up", "down"):
                     link.up = word == "up"
                 elif word == "nomaster":
-                    link.detach()
+                    ns.detach(link)
                 elif word in ("alias", "master", "mtu", "address"):
                     value = rest[i + 1]
                     i += 1
                     if word == "master":
                         if ns.link(value).kind != "bridge":
                             raise Refused("RTNETLINK answers: Operation not supported")
-                        if link.master != value:
-                            link.learning, link.neigh_suppress = True, False  # a new bridge port's defaults
+                        if link.master != value:  # a new bridge port: defaults, no `master` entries
+                            ns.detach(link)
                         link.master = value
                     elif word == "mtu":
                         link.mtu = int(value)

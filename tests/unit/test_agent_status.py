@@ -117,6 +117,20 @@ def test_a_driver_that_raises_never_kills_the_agent_and_reports_nothing() -> Non
     assert the_agent.retry_backoff == loop.RETRY_MAX  # doubled, capped
 
 
+def test_a_compile_that_raises_never_kills_the_agent_and_touches_nothing(monkeypatch: Any) -> None:
+    """A model the compiler cannot read (a bug, found once: rules that did not sort) must not end the
+    agent: the pass changes and reports nothing and is retried with backoff."""
+    driver = ScriptedDriver(ReconcileResult())
+    the_agent, client = agent(driver)
+
+    def broken(host: str, model: CloudModel) -> HostPlan:
+        raise TypeError("'<' not supported between instances of 'str' and 'NoneType'")
+
+    monkeypatch.setattr(loop, "compile_host", broken)
+    assert the_agent.reconcile_once() is None
+    assert driver.plans == [] and client.status == [] and the_agent.retry_backoff == loop.RETRY_FIRST
+
+
 def test_a_host_missing_from_the_model_changes_and_reports_nothing() -> None:
     driver = ScriptedDriver(ReconcileResult())
     the_agent, client = agent(driver, host=False)

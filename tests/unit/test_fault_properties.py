@@ -47,7 +47,7 @@ def kernel(*plans: HostPlan) -> FakeKernel:
 
 
 def driver(fake: FakeKernel) -> LinuxDriver:
-    return LinuxDriver(HOST_NS, runner=fake, announce=lambda ns, entries: [])
+    return LinuxDriver(HOST_NS, runner=fake, announce=lambda ns, entries: [], limits=fake)
 
 
 @given(clouds())

@@ -23,7 +23,7 @@ def as_observed(plan: HostPlan, *, port_device: bool = True) -> ObservedState:
     want = render(plan)
     links = dict(want.links)
     if port_device:
-        links.update({d: Link(d, "veth", None, a.mtu, a.master) for d, a in want.attachments.items()})
+        links.update({d: Link(d, "veth", None, a.mtu, a.master, port=a.port) for d, a in want.attachments.items()})
     return ObservedState(links, set(want.fdb), set(want.neigh))
 
 

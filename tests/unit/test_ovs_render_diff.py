@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 from kvnet.dataplane.ovs import host_isolation
@@ -106,3 +107,14 @@ def test_host_isolation_wants_kernel_devices_only_and_changes_single_chains() ->
     assert host_isolation.diff({"ph0"}, {"ph0"}).empty
     assert host_isolation.diff(set(), None).empty
     assert host_isolation.script(host_isolation.diff(set(), set())) == "delete table netdev kvnet_ovs\n"
+
+
+def test_no_ovs_bridge_learns_macs() -> None:
+    """kv-int and the physnet bridges forward by kvnet's flows only: no NORMAL action, no learn action,
+    so a VM sending from random source MACs fills no MAC table (OVS's mac-table-size never applies)."""
+    flat = replace(VL, network_id="net-fl", network_type="flat", segmentation_id=None)
+    plan = replace(PLAN, networks=(*PLAN.networks, flat))
+    flows = render_flows(plan, {"net-vx": 1, "net-vl": 2, "net-fl": 3}, OFPORTS)
+    assert {f.bridge for f in flows} == {"kv-int", "kvp-ph0"}
+    learning = [f for f in flows if re.search(r"\b(normal|learn)\b", f.actions, re.IGNORECASE)]
+    assert learning == []

@@ -11,7 +11,7 @@ from kvnet.plan import HostPlan, PortPlan, RouterLeg, RouterPlan
 
 GW, FQ = "fa:6b:76:00:01:00", "02:6b:00:00:00:01"
 HOLDER = PortPlan("vm-a", "net-a", "fa:6b:76:00:02:00", ("10.1.0.10",), "kvt-a", 1450, gateway_redirects=((GW, FQ),))
-OTHER = PortPlan("vm-c", "net-a", "fa:6b:76:00:02:09", ("10.1.0.20",), "kvt-c", 1450)
+OTHER = PortPlan("vm-c", "net-a", "fa:6b:76:00:02:09", ("10.1.0.20",), "kvt-c", 1450, learning=True)  # no port security
 FIP_NS = RouterPlan("r1", "dvr_fip", legs=(RouterLeg("fq-a", "kvt-fq", "net-a", FQ, 1450),), instance="fip")
 PLAN = HostPlan("h2", "192.0.2.2", True, True, ports=(HOLDER, OTHER), routers=(FIP_NS,))
 

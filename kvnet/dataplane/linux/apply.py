@@ -22,12 +22,17 @@ from kvnet.sys.runner import SYSTEM, Runner
 
 
 class Line(NamedTuple):
-    """One batch line and the object it writes: `dev` is the device it sits on (which ports it serves)."""
+    """One batch line and the object it writes: `dev` is the device it sits on (which ports it serves).
+    `removal`: the line takes something away, so a device already gone means it is done."""
 
     text: str
     kind: str
     key: str
     dev: str
+    removal: bool = False
+
+
+GONE = ("Cannot find device", "No such device")  # what iproute2 says of a device that does not exist
 
 
 def _link(text: str, name: str) -> Line:
@@ -81,10 +86,10 @@ def _neigh(text: str, entry: Neigh) -> Line:
 # parent -> child. Consecutive steps of the same tool share one batch process.
 Step = tuple[str, Callable[[ChangeSet], Iterable[Line]]]
 ORDER: tuple[Step, ...] = (
-    ("bridge", lambda c: (_fdb("del", f, "") for f in c.fdb_del)),
-    ("ip", lambda c: (_neigh(f"neigh del {n.ip} dev {n.dev}", n) for n in c.neigh_del)),
-    ("ip", lambda c: (Line(f"link set dev {d} nomaster", "port", d, d) for d in c.detach)),
-    ("ip", lambda c: (_link(f"link del dev {name}", name) for name in c.link_del)),
+    ("bridge", lambda c: (_fdb("del", f, "")._replace(removal=True) for f in c.fdb_del)),
+    ("ip", lambda c: (_neigh(f"neigh del {n.ip} dev {n.dev}", n)._replace(removal=True) for n in c.neigh_del)),
+    ("ip", lambda c: (Line(f"link set dev {d} nomaster", "port", d, d, removal=True) for d in c.detach)),
+    ("ip", lambda c: (_link(f"link del dev {name}", name)._replace(removal=True) for name in c.link_del)),
     ("ip", lambda c: (line for link in c.link_add for line in _link_add(link))),
     ("ip", lambda c: (line for link in c.link_add + c.link_change for line in _link_set(link))),
     ("ip", lambda c: (line for att in c.attach for line in _attach(att))),
@@ -118,5 +123,6 @@ def apply(changes: ChangeSet, netns: str | None = None, runner: Runner = SYSTEM,
         refused = run_batch(runner, tool(name, netns), [line.text for line in lines])
         for index, message in sorted(refused.items()):
             line = lines[index]
-            failures.append(Failure(line.kind, line.key, message, serves.get(line.dev, ())))
+            if not (line.removal and any(gone in message for gone in GONE)):
+                failures.append(Failure(line.kind, line.key, message, serves.get(line.dev, ())))
     return failures

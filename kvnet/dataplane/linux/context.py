@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from kvnet.dataplane.linux.filter_objects import ObservedFilters
 from kvnet.dataplane.linux.router_diff import RouterChanges
 from kvnet.dataplane.linux.state import ObservedState
 from kvnet.plan import HostPlan
+from kvnet.sys.bridge_netlink import BridgeLimits
 from kvnet.sys.runner import Runner
 
 # (namespace, [(dev, ip, mac)]) -> errors: the gratuitous ARPs for new floating IPs (kvnet.dataplane.linux.garp)
@@ -21,7 +22,9 @@ class LinuxPass:
     netns: str | None  # the host namespace (bridges, taps); None: this process's
     runner: Runner
     announce: Announce
+    limits: BridgeLimits
     observed: ObservedState | None = None  # the L2 manager's observation, for the pins and the redirects after it
+    moved: set[str] = field(default_factory=set)  # devices L2 put on another bridge: their pins went with it
     routed: RouterChanges | None = None  # what the router manager changed, for the announcements
     filters: ObservedFilters | None = None  # the filter tables as the first filter phase left them
 

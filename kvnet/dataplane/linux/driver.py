@@ -8,6 +8,7 @@ injectable `Runner` (kvnet.sys.runner), so a fake kernel can stand in for the re
 from __future__ import annotations
 
 from kvnet.dataplane.linux import garp
+from kvnet.dataplane.linux.bridge_limits import BridgeLimits
 from kvnet.dataplane.linux.context import Announce, LinuxPass
 from kvnet.dataplane.linux.diff import ChangeSet, diff
 from kvnet.dataplane.linux.filters import Filters
@@ -20,16 +21,19 @@ from kvnet.dataplane.linux.state import ObservedState
 from kvnet.dataplane.manager import Manager, run_phases
 from kvnet.dataplane.result import ReconcileResult
 from kvnet.plan import HostPlan
+from kvnet.sys.bridge_netlink import NETLINK
+from kvnet.sys.bridge_netlink import BridgeLimits as Limits
 from kvnet.sys.runner import SYSTEM, Runner
 
 
 class LinuxDriver:
     def __init__(self, netns: str | None = None, arp_mode: ArpMode = DEFAULT_ARP_MODE, *, runner: Runner = SYSTEM,
-                 announce: Announce = garp.announce) -> None:
+                 announce: Announce = garp.announce, limits: Limits = NETLINK) -> None:
         self.netns = netns
         self.arp_mode = arp_mode
         self.runner = runner
         self.announce = announce
+        self.limits = limits
         self.routers = RouterDriver(netns, runner)
         # The phase order, and why -- the one place it lives:
         self.phases: tuple[Manager[LinuxPass], ...] = (
@@ -40,11 +44,14 @@ class LinuxDriver:
             Routers(self.routers),
             # 3. Bridges, tunnels, attachments (taps, legs), FDB, neighbours; its observation feeds 4 and 5.
             L2(arp_mode),
-            # 4. MACs pinned on the ports L2 saw (legs, FIP holders): a device created since waits a pass.
+            # 4. The cap on what the bridges L2 made may learn.
+            BridgeLimits(),
+            # 5. MACs pinned on the ports L2 saw (legs, FIP holders, ports that do not learn): a device
+            #    created since waits a pass.
             PinnedFdb(),
-            # 5. Start readdressing once L2 has plugged the new leg and tap (as its observation saw them).
+            # 6. Start readdressing once L2 has plugged the new leg and tap (as its observation saw them).
             Filters(after_l2=True),
-            # 6. Announce new floating IPs once their legs are on their bridges.
+            # 7. Announce new floating IPs once their legs are on their bridges.
             FipAnnounce(announce),
         )
 
@@ -54,4 +61,4 @@ class LinuxDriver:
                                                                                                 self.runner))
 
     def reconcile(self, plan: HostPlan) -> ReconcileResult:
-        return run_phases(self.phases, LinuxPass(plan, self.netns, self.runner, self.announce))
+        return run_phases(self.phases, LinuxPass(plan, self.netns, self.runner, self.announce, self.limits))

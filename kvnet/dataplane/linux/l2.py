@@ -41,6 +41,7 @@ class L2:
             return result.unknown(str(exc), (p.port_id for p in plan.ports))
         desired = render(plan, self.arp_mode)
         changes = diff(desired, ctx.observed)
+        ctx.moved = {a.device for a in changes.attach if ctx.observed.links[a.device].master != a.master}
         serves = ports_by_device(plan)
         failures = apply(changes, ctx.netns, ctx.runner, serves)
         result.failures += failures

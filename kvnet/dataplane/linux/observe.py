@@ -2,12 +2,13 @@
 iproute2 call each.
 
 Per-device calls would cost one process per object; three JSON dumps cost the same for 10 or
-10,000 objects apart from parsing. A listing that fails raises `CommandError`: the caller treats the
-state as unknown, never as empty.
+10,000 objects apart from parsing, and they run side by side (each waits on its own process). A
+listing that fails raises `CommandError`: the caller treats the state as unknown, never as empty.
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from kvnet.dataplane.linux.state import Fdb, Link, Neigh, ObservedState, PortConf, VxlanConf
@@ -20,12 +21,13 @@ def tool(name: str, netns: str | None) -> list[str]:
 
 
 def observe(netns: str | None = None, runner: Runner = SYSTEM) -> ObservedState:
-    links = {link.name: link for link in map(parse_link, json_of(runner, [*tool("ip", netns), "-j", "-d", "link",
-                                                                           "show"]))}
+    listings = ([*tool("ip", netns), "-j", "-d", "link", "show"], [*tool("bridge", netns), "-j", "fdb", "show"],
+                [*tool("ip", netns), "-j", "neigh", "show", "nud", "permanent"])
+    with ThreadPoolExecutor(len(listings), thread_name_prefix="observe") as pool:
+        link_rows, fdb_rows, neigh_rows = pool.map(lambda argv: json_of(runner, argv), listings)
+    links = {link.name: link for link in map(parse_link, link_rows)}
     owned = {name for name, link in links.items() if link.owned}
-    fdb_rows = json_of(runner, [*tool("bridge", netns), "-j", "fdb", "show"])
-    neigh = parse_neigh(json_of(runner, [*tool("ip", netns), "-j", "neigh", "show", "nud", "permanent"]), owned)
-    return ObservedState(links, parse_fdb(fdb_rows, owned), neigh, parse_pins(fdb_rows))
+    return ObservedState(links, parse_fdb(fdb_rows, owned), parse_neigh(neigh_rows, owned), parse_pins(fdb_rows))
 
 
 def parse_link(raw: dict[str, Any]) -> Link:

@@ -1,5 +1,9 @@
 """MACs pinned on their bridge port (static `master` FDB entries) where learning cannot be relied on.
 
+VM ports with port security: the bridge does not learn on their taps (a VM sending from 20,000 random
+MACs would otherwise make 20,000 entries); kvnet knows their MAC and their allowed address pairs'
+MACs, and pins those.
+
 Router legs: a distributed router has the same gateway MAC on every host. Tunnel ports never learn it
 (learning is off with L2 population), and the host bridge must never have to flood a frame for it
 either: a flooded frame would reach the SNAT host's and the other hosts' router instances, which would
@@ -43,7 +47,9 @@ class FdbPinChanges:
 
 def desired_pins(plan: HostPlan) -> set[tuple[str, str]]:
     legs = {(leg.device, leg.mac) for router in plan.routers for leg in router.legs}
-    return legs | {(port.device, port.mac) for port in plan.ports if port.gateway_redirects}
+    holders = {(port.device, port.mac) for port in plan.ports if port.gateway_redirects}
+    known = {(port.device, mac) for port in plan.ports if not port.learning for mac in (port.mac, *port.extra_macs)}
+    return legs | holders | known
 
 
 def kvnet_port_devices(plan: HostPlan) -> set[str]:
@@ -56,10 +62,11 @@ def diff_pins(want: set[tuple[str, str]], have: set[tuple[str, str]], present: s
     return FdbPinChanges(add=sorted(e for e in want - have if e[0] in present), delete=sorted(have - want))
 
 
-def plan_pins(plan: HostPlan, observed: ObservedState) -> FdbPinChanges:
+def plan_pins(plan: HostPlan, observed: ObservedState, moved: set[str] | None = None) -> FdbPinChanges:
     """From the L2 pass's observation of this pass (taken after the router pass): a device it saw is
-    attached by that pass if it was not yet; one created since gets its pin next pass."""
-    devices = kvnet_port_devices(plan)
+    attached by that pass if it was not yet; one created since gets its pin next pass. `moved`: devices
+    that pass put on another bridge -- the kernel dropped their entries with the old bridge port."""
+    devices = kvnet_port_devices(plan) - (moved or set())
     return diff_pins(desired_pins(plan), {pin for pin in observed.pins if pin[0] in devices}, set(observed.links))
 
 
@@ -80,7 +87,7 @@ class PinnedFdb:
         if ctx.observed is None:
             return result.unknown("the host's FDB was not read", {by_device[d] for d, _ in desired_pins(ctx.plan)
                                                                   if d in by_device})
-        changes = plan_pins(ctx.plan, ctx.observed)
+        changes = plan_pins(ctx.plan, ctx.observed, ctx.moved)
         entries = changes.delete + changes.add
         refused = run_batch(ctx.runner, tool("bridge", ctx.netns), changes.lines()) if entries else {}
         for index, message in sorted(refused.items()):

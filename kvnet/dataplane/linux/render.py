@@ -3,7 +3,10 @@
 Per network: a bridge `plan.bridge`; for vxlan a VXLAN device `plan.tunnel` enslaved to it; for
 flat/vlan the physnet interface enslaved to it. This kernel has no 802.1Q devices, so a vlan network
 is bridged untagged like flat (on a real host the tagged `<physnet>.<vid>` device would be enslaved).
-Ports: the hypervisor's device is enslaved to the bridge with the network MTU.
+Ports: the hypervisor's device is enslaved to the bridge with the network MTU, learning off where the
+plan says kvnet knows every MAC of the port (they are pinned instead: `pinned_fdb`). Physnet uplinks
+and ports without port security learn, into a bridge whose learned entries are capped
+(`bridge_limits`).
 
 L2 population: unicast FDB `mac -> dst tunnel_ip` per remote endpoint plus one all-zero flood entry
 per `flood_to` VTEP; the VXLAN device and its bridge port stop learning.
@@ -56,7 +59,8 @@ def render(plan: HostPlan, arp_mode: ArpMode = DEFAULT_ARP_MODE) -> DesiredState
         net = plan.network(port.network_id)
         if net is None:  # a port whose network is not on this host yet: nothing to attach to
             continue
-        state.attachments[port.device] = Attachment(port.device, net.bridge, f"port:{port.port_id}", port.mtu)
+        state.attachments[port.device] = Attachment(port.device, net.bridge, f"port:{port.port_id}", port.mtu,
+                                                    PortConf(learning=port.learning))
     return state
 
 

@@ -71,7 +71,7 @@ class RouterDriver:
         serves = router_ports(plan, self._prefix_ns)
         try:
             observed, unknown = observe_routers(self._prefix_ns, self.runner)
-        except CommandError as exc:
+        except (CommandError, OSError) as exc:
             return None, result.unknown(str(exc), {p for ports in serves.values() for p in ports})
         for name, message in sorted(unknown.items()):
             result.unknown(message, serves.get(name, ()), key=name)

@@ -71,6 +71,8 @@ def apply_routers(changes: RouterChanges, host_netns: str | None, runner: Runner
         if proc.returncode != 0:
             failures.append(Failure("nat", f"ip kvnet in {name}", proc.stderr.strip(), serves.get(name, ())))
     for name in changes.delete_ns:
+        if changes.delete_legs.get(name):  # their host ends leave the bridges now, not some time later
+            run_batch(runner, ["ip", "-n", name], [f"link del dev {leg}" for leg in changes.delete_legs[name]])
         proc = runner.run(["ip", "netns", "del", name])
         if proc.returncode != 0:
             failures.append(Failure("router_ns", name, proc.stderr.strip()))

@@ -27,6 +27,9 @@ KINDS = ("router_ns", "leg", "address", "route", "rule", "router_neigh", "nat") 
 class RouterChanges:
     create_ns: list[str] = field(default_factory=list)
     delete_ns: list[str] = field(default_factory=list)
+    # The legs of each namespace to delete, deleted first: a veth dies at once with one of its ends,
+    # whereas a deleted namespace takes its veths (and their host ends on the bridges) down later.
+    delete_legs: dict[str, list[str]] = field(default_factory=dict)
     veth_add: list[tuple[str, LegLink]] = field(default_factory=list)  # (namespace, leg): run in the host netns
     ns_lines: dict[str, list[str]] = field(default_factory=dict)  # namespace -> `ip -batch` lines
     ns_objects: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # the (kind, key) of each line
@@ -50,6 +53,7 @@ def diff_routers(desired: dict[str, RouterNs], observed: dict[str, RouterNs],
     changes = RouterChanges()
     for name in sorted(set(observed) - set(desired)):
         changes.delete_ns.append(name)
+        changes.delete_legs[name] = sorted(observed[name].links)
         changes.removed["router_ns"] += 1
     for name, want in sorted(desired.items()):
         if name in unknown:

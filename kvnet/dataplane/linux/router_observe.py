@@ -12,6 +12,7 @@ from typing import Any
 from kvnet.dataplane.linux import nft_table
 from kvnet.dataplane.linux.router_state import NFT_TABLE, ROUTE_PROTO, LegLink, RouterNs, router_ns_prefix
 from kvnet.plan import NeighSpec, RouteSpec, RuleSpec
+from kvnet.sys import netns
 from kvnet.sys.cmd import CommandError
 from kvnet.sys.runner import SYSTEM, Runner, json_of
 
@@ -19,7 +20,11 @@ MAIN_TABLE = 254
 
 
 def router_namespaces(host_netns: str | None, runner: Runner = SYSTEM) -> list[str]:
+    """The real kernel's named namespaces are files (read directly: `ip netns list` would also ask
+    each one for its id); any other runner is asked."""
     prefix = router_ns_prefix(host_netns)
+    if runner is SYSTEM:
+        return netns.list_with_prefix(prefix)
     return sorted(row["name"] for row in json_of(runner, ["ip", "-j", "netns", "list"])
                   if row.get("name", "").startswith(prefix))
 
