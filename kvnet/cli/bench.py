@@ -135,6 +135,18 @@ def report_command(out: Path = typer.Option(DEFAULT_DIR, help="results directory
 
 
 @app.command()
+def security(samples: int = typer.Option(20, help="samples per measurement and dataplane"),
+             dataplane: str = typer.Option("linux,ovs", help="comma-separated: linux, ovs"),
+             as_json: bool = typer.Option(False, "--json"),
+             out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:
+    """Security-group changes -> effective (rule added; remote-group member added), p50/p99."""
+    from kvnet.bench import security as bench_security
+
+    data = bench_security.run_bench(samples, tuple(d for d in dataplane.split(",") if d), _progress)
+    _finish("security", data, bench_security.markdown(data), as_json, out)
+
+
+@app.command()
 def fip(samples: int = typer.Option(30, help="floating IPs per router mode"),
         as_json: bool = typer.Option(False, "--json"),
         out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:
