@@ -52,3 +52,9 @@ class Compacted(KvnetError):
     def __init__(self, message: str, compact_revision: int) -> None:
         super().__init__(message)
         self.compact_revision = compact_revision
+
+
+class MethodNotAllowed(KvnetError):
+    """The path exists, but not with this method (the answer's `Allow` header lists those it has)."""
+
+    status = 405

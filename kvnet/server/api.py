@@ -2,7 +2,7 @@
 
 Every kind gets the same five routes under /v1/<kind>; actions that are not plain CRUD (router
 interfaces, agent status, watch) have their own. Errors carry the field and the reason:
-`{"error": {"type": "InvalidInput", "field": "cidr", "message": "..."}}`.
+`{"error": {"type": "InvalidInput", "field": "cidr", "message": "..."}}` (`kvnet.server.http_errors`).
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ from typing import Any, TypeVar
 
 from fastapi import Body, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 
 from kvnet import __version__
-from kvnet.errors import Compacted, InvalidInput, KvnetError
+from kvnet.errors import InvalidInput
 from kvnet.model.resources import RESOURCE_TYPES, CloudConfig
+from kvnet.server import http_errors
 from kvnet.server.cloud import Cloud
 from kvnet.store.sqlite import SQLiteStore
 
@@ -27,15 +28,10 @@ MAX_WATCH_TIMEOUT = 60.0
 
 
 def create_app(cloud: Cloud) -> FastAPI:
-    app = FastAPI(title="kvnet", version=__version__,
+    # No slash redirects: `/v1/ports/` is not a port id nor a second name for the list, it is a 404.
+    app = FastAPI(title="kvnet", version=__version__, redirect_slashes=False,
                   description="Network virtualization for small and medium KVM private clouds")
-
-    @app.exception_handler(KvnetError)
-    async def _kvnet_error(_: Request, exc: KvnetError) -> JSONResponse:
-        body: dict[str, Any] = {"error": exc.to_dict()}
-        if isinstance(exc, Compacted):
-            body["compact_revision"] = exc.compact_revision
-        return JSONResponse(status_code=exc.status, content=body)
+    http_errors.install(app)
 
     @app.get("/healthz", tags=["meta"])
     def healthz() -> dict[str, Any]:
