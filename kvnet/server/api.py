@@ -3,6 +3,7 @@
 Every kind gets the same five routes under /v1/<kind>; actions that are not plain CRUD (router
 interfaces, agent status, watch) have their own. Errors carry the field and the reason:
 `{"error": {"type": "InvalidInput", "field": "cidr", "message": "..."}}` (`kvnet.server.http_errors`).
+Every body passes `kvnet.server.body_guard` first: at most its route's limit, and JSON within bounds.
 """
 
 from __future__ import annotations
@@ -19,18 +20,23 @@ from kvnet import __version__
 from kvnet.errors import InvalidInput
 from kvnet.model.resources import RESOURCE_TYPES, CloudConfig
 from kvnet.server import http_errors
+from kvnet.server.body_guard import NO_BODY, BodyGuard, parsed_body
 from kvnet.server.cloud import Cloud
+from kvnet.server.limits import INT64_MAX, BodyLimits
 from kvnet.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
 KINDS = [k for k in RESOURCE_TYPES if k != CloudConfig.kind]
 MAX_WATCH_TIMEOUT = 60.0
+# Every route takes at most limits.DEFAULT_BODY_LIMIT; a route that needs more is listed here.
+BODY_LIMITS = BodyLimits()
 
 
-def create_app(cloud: Cloud) -> FastAPI:
+def create_app(cloud: Cloud, body_limits: BodyLimits = BODY_LIMITS) -> FastAPI:
     # No slash redirects: `/v1/ports/` is not a port id nor a second name for the list, it is a 404.
     app = FastAPI(title="kvnet", version=__version__, redirect_slashes=False,
                   description="Network virtualization for small and medium KVM private clouds")
+    app.add_middleware(BodyGuard, limits=body_limits)
     http_errors.install(app)
 
     @app.get("/healthz", tags=["meta"])
@@ -70,8 +76,8 @@ def create_app(cloud: Cloud) -> FastAPI:
         return {"revision": revision, "resources": resources}
 
     @app.get("/v1/watch", tags=["agents"])
-    def watch(from_revision: int = Query(..., ge=0),
-              timeout: float = Query(30.0, ge=0, le=MAX_WATCH_TIMEOUT)) -> dict[str, Any]:
+    def watch(from_revision: int = Query(..., ge=0, le=INT64_MAX),
+              timeout: float = Query(30.0, ge=0, le=MAX_WATCH_TIMEOUT, allow_inf_nan=False)) -> dict[str, Any]:
         """Long-poll: the changes from `from_revision` on (inclusive), waiting up to `timeout`
         seconds for the first. 410 when that history is compacted: re-read /v1/snapshot."""
         events, revision = cloud.events(from_revision, timeout)
@@ -97,7 +103,7 @@ def _crud_routes(app: FastAPI, cloud: Cloud, kind: str) -> None:
     call = _inline if isinstance(cloud.store, SQLiteStore) else run_in_threadpool
 
     async def create(request: Request) -> Response:
-        return _json(await call(cloud.create, kind, await _body(request)), 201)
+        return _json(await call(cloud.create, kind, _body(request)), 201)
 
     async def list_(request: Request) -> Response:
         return _json(await call(cloud.list, kind, dict(request.query_params)))
@@ -106,7 +112,7 @@ def _crud_routes(app: FastAPI, cloud: Cloud, kind: str) -> None:
         return _json(await call(cloud.get, kind, rid))
 
     async def update(rid: str, request: Request) -> Response:
-        return _json(await call(cloud.update, kind, rid, await _body(request)))
+        return _json(await call(cloud.update, kind, rid, _body(request)))
 
     async def delete(rid: str) -> None:
         await call(cloud.delete, kind, rid)
@@ -126,11 +132,11 @@ async def _inline(fn: Callable[..., T], *args: Any) -> T:
     return fn(*args)
 
 
-async def _body(request: Request) -> Any:
-    try:
-        return json.loads(await request.body())
-    except ValueError as exc:
-        raise InvalidInput(f"the request body is not JSON: {exc}") from None
+def _body(request: Request) -> Any:
+    body = parsed_body(request)
+    if body is NO_BODY:
+        raise InvalidInput("the request body is empty; expected a JSON object")
+    return body
 
 
 def _required(body: dict[str, Any], field: str) -> Any:

@@ -32,6 +32,23 @@ def revision(http: httpx.Client) -> int:
     return http.get("/healthz").json()["revision"]
 
 
+@pytest.mark.parametrize("from_revision", [2**63, 10**40, -1, "x"])
+def test_watch_revision_out_of_range_is_422(http: httpx.Client, from_revision: Any) -> None:
+    error = error_of(http.get("/v1/watch", params={"from_revision": from_revision, "timeout": 0}), 422)
+    assert error["type"] == "InvalidInput" and error["field"] == "from_revision"
+
+
+def test_watch_takes_the_largest_revision_the_store_holds(http: httpx.Client) -> None:
+    answer = http.get("/v1/watch", params={"from_revision": 2**63 - 1, "timeout": 0})
+    assert answer.status_code == 200 and answer.json()["events"] == []
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "61", "-1"])
+def test_watch_timeout_out_of_range_is_422(http: httpx.Client, timeout: str) -> None:
+    error = error_of(http.get("/v1/watch", params={"from_revision": 0, "timeout": timeout}), 422)
+    assert error["field"] == "timeout"
+
+
 def test_validation_errors_do_not_echo_the_input(http: httpx.Client) -> None:
     """FastAPI's default 422 carries the whole `input`; kvnet's names the field and cuts long words."""
     huge = "z" * 100_000
