@@ -23,6 +23,7 @@ from kvnet.server import http_errors
 from kvnet.server.body_guard import NO_BODY, BodyGuard, parsed_body
 from kvnet.server.cloud import Cloud
 from kvnet.server.limits import INT64_MAX, BodyLimits
+from kvnet.server.payloads import AgentReport, PortStatusReport, SubnetRef
 from kvnet.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
@@ -55,20 +56,20 @@ def create_app(cloud: Cloud, body_limits: BodyLimits = BODY_LIMITS) -> FastAPI:
         _crud_routes(app, cloud, kind)
 
     @app.put("/v1/routers/{router_id}/add_interface", tags=["routers"])
-    def add_interface(router_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return cloud.router_add_interface(router_id, _required(body, "subnet_id"))
+    def add_interface(router_id: str, body: SubnetRef) -> dict[str, Any]:
+        return cloud.router_add_interface(router_id, body.subnet_id)
 
     @app.put("/v1/routers/{router_id}/remove_interface", tags=["routers"])
-    def remove_interface(router_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return cloud.router_remove_interface(router_id, _required(body, "subnet_id"))
+    def remove_interface(router_id: str, body: SubnetRef) -> dict[str, Any]:
+        return cloud.router_remove_interface(router_id, body.subnet_id)
 
     @app.put("/v1/ports/{port_id}/status", tags=["agents"])
-    def port_status(port_id: str, body: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return cloud.set_port_status(port_id, _required(body, "status"), body.get("detail") or {})
+    def port_status(port_id: str, body: PortStatusReport) -> dict[str, Any]:
+        return cloud.set_port_status(port_id, body.status, body.detail or {})
 
     @app.put("/v1/hosts/{name}/heartbeat", tags=["agents"])
-    def heartbeat(name: str, body: dict[str, Any] = Body(default={})) -> dict[str, Any]:
-        return cloud.host_heartbeat(name, body)
+    def heartbeat(name: str, report: AgentReport | None = Body(None)) -> dict[str, Any]:
+        return cloud.host_heartbeat(name, report.model_dump(exclude_unset=True) if report else {})
 
     @app.get("/v1/snapshot", tags=["agents"])
     def snapshot() -> dict[str, Any]:
@@ -137,9 +138,3 @@ def _body(request: Request) -> Any:
     if body is NO_BODY:
         raise InvalidInput("the request body is empty; expected a JSON object")
     return body
-
-
-def _required(body: dict[str, Any], field: str) -> Any:
-    if not isinstance(body, dict) or field not in body:
-        raise InvalidInput("is required", field=field)
-    return body[field]

@@ -55,6 +55,8 @@ def test_validation_errors_do_not_echo_the_input(http: httpx.Client) -> None:
     before = revision(http)
     for response in (http.post("/v1/networks", json={"name": huge}),
                      http.get("/v1/watch", params={"from_revision": huge[:30_000]}),
+                     http.put("/v1/routers/r1/add_interface", json={"subnet_id": 1, "padding": huge}),
+                     http.put("/v1/ports/p1/status", json={"status": huge}),
                      http.post("/v1/networks", json={huge: 1})):
         error = error_of(response, 422)
         assert len(error["message"]) <= MAX_MESSAGE and len(error["field"] or "") <= MAX_MESSAGE
@@ -86,6 +88,36 @@ def test_405_lists_every_allowed_method(http: httpx.Client, method: str, path: s
 def test_an_unknown_path_is_404_in_kvnet_shape(http: httpx.Client) -> None:
     assert error_of(http.get("/v1/nothing"), 404)["type"] == "NotFound"
     assert error_of(http.get("/v1/networks/"), 404)["type"] == "NotFound"  # no redirect to the list
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"status": "UP"}, "status"),
+    ({"detail": {}}, "status"),
+    ({"status": "ACTIVE", "detail": [1]}, "detail"),
+    ({"status": "ACTIVE", "other": 1}, "other"),
+    ([1], None),
+])
+def test_a_bad_port_status_is_422_not_500(http: httpx.Client, body: Any, field: str | None) -> None:
+    network = http.post("/v1/networks", json={}).json()
+    port = http.post("/v1/ports", json={"network_id": network["id"]}).json()
+    before = revision(http)
+    error = error_of(http.put(f"/v1/ports/{port['id']}/status", json=body), 422)
+    assert error["field"] == field
+    assert revision(http) == before
+
+
+@pytest.mark.parametrize("interval", ["abc", 0, -5, 1e9, None])
+def test_a_bad_heartbeat_interval_is_refused_and_hosts_still_list(http: httpx.Client, interval: Any) -> None:
+    """The server reads `heartbeat_interval` to decide liveness: a stored non-number made every host
+    listing answer 500 from then on."""
+    http.post("/v1/hosts", json={"name": "h1", "tunnel_ip": "192.0.2.1"})
+    response = http.put("/v1/hosts/h1/heartbeat", json={"heartbeat_interval": interval, "pid": 1})
+    if interval is None:
+        assert response.status_code == 200  # not given: the default interval applies
+    else:
+        assert error_of(response, 422)["field"] == "heartbeat_interval"
+    listed = http.get("/v1/hosts")
+    assert listed.status_code == 200 and listed.json()[0]["id"] == "h1"
 
 
 def test_an_unexpected_failure_is_a_generic_500(api_server: RunningServer, http: httpx.Client,
