@@ -25,6 +25,7 @@ from kvnet.model.resources import (
     kind_prefix,
     resource_key,
 )
+from kvnet.server.limits import AGENT_REPORT_MAX_BYTES, STATUS_DETAIL_MAX_BYTES, check_size
 from kvnet.server.liveness import Liveness
 from kvnet.server.rules import floatingips, networks, ports, routers, subnets
 from kvnet.server.rules.common import load, remove, save
@@ -139,6 +140,7 @@ class Cloud:
 
     def set_port_status(self, port_id: str, status: str, detail: dict[str, Any]) -> dict[str, Any]:
         """Written by agents: ACTIVE once the port is wired, with how long that took."""
+        check_size("detail", detail, STATUS_DETAIL_MAX_BYTES)
 
         def write(txn: Txn) -> Port:
             port = load(txn, Port, port_id, field="id")
@@ -150,6 +152,8 @@ class Cloud:
         return self._commit(write)
 
     def host_heartbeat(self, name: str, agent: dict[str, Any]) -> dict[str, Any]:
+        check_size("agent", agent, AGENT_REPORT_MAX_BYTES)
+
         def write(txn: Txn) -> Host:
             host = load(txn, Host, name, field="name")
             host.status, host.last_seen, host.agent = "up", time.time(), agent

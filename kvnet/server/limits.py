@@ -1,21 +1,31 @@
-"""How much one request may carry.
+"""How much one request may carry, and how large the status an agent reports may grow.
 
 Request bodies: 1 MiB unless a route says otherwise. The largest legitimate single-resource body is a
-few KiB (a subnet with its pools and routes, a port with its address pairs), and an agent's heartbeat
-with a full SR-IOV inventory about 100 KB, so 1 MiB is ten times anything valid while bounding what one
-request can make the server buffer. A route that carries many resources at once names its own limit in
-`routes`.
+few KiB (a subnet with its pools and routes, a port with its address pairs), and the largest agent
+report (below) is 128 KiB, so 1 MiB is eight times anything valid while bounding what one request can
+make the server buffer. A route that carries many resources at once names its own limit in `routes`.
+
+Status fields are shipped to every agent in every snapshot, so they are capped much tighter:
+- an agent's heartbeat (`Host.agent`): 128 KiB serialized. A host reporting 4 PFs x 256 VFs (the most
+  an E810 offers) sends 91 KB; without SR-IOV a report is about 200 bytes.
+- a port's `status_detail`: 4 KiB, room for a reason and a few kernel messages.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
+from typing import Any
+
+from kvnet.errors import InvalidInput
 
 KiB = 1024
 MiB = 1024 * KiB
 
 DEFAULT_BODY_LIMIT = 1 * MiB
+AGENT_REPORT_MAX_BYTES = 128 * KiB
+STATUS_DETAIL_MAX_BYTES = 4 * KiB
 # Deeper than any resource (a port's binding_profile or an agent report is 3-4 levels): a limit far
 # below the interpreter's recursion limit, so nothing that walks a stored value can overflow the stack.
 MAX_JSON_DEPTH = 32
@@ -47,3 +57,15 @@ def _route_pattern(route: str) -> tuple[str, re.Pattern[str]]:
     method, template = route.split(" ", 1)
     parts = re.split(r"\{[^/}]+\}", template)  # a path parameter matches one segment
     return method.upper(), re.compile("[^/]+".join(re.escape(p) for p in parts))
+
+
+def serialized_size(value: Any) -> int:
+    """Bytes `value` takes as the store writes it (compact JSON)."""
+    return len(json.dumps(value, separators=(",", ":")))
+
+
+def check_size(field_name: str, value: Any, max_bytes: int) -> None:
+    """Refuse a status field larger than `max_bytes` serialized, naming the field and both sizes."""
+    size = serialized_size(value)
+    if size > max_bytes:
+        raise InvalidInput(f"is {size} bytes serialized; at most {max_bytes} are accepted", field=field_name)
