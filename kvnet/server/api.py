@@ -22,8 +22,10 @@ from kvnet.model.resources import RESOURCE_TYPES, CloudConfig
 from kvnet.server import http_errors
 from kvnet.server.body_guard import NO_BODY, BodyGuard, parsed_body
 from kvnet.server.cloud import Cloud
+from kvnet.server.http_errors import CompactedError
 from kvnet.server.limits import INT64_MAX, BodyLimits
-from kvnet.server.payloads import AgentReport, PortStatusReport, SubnetRef
+from kvnet.server.openapi import ApiDoc, list_filters, ref, resource_schema
+from kvnet.server.payloads import AgentReport, Health, PortStatusReport, Snapshot, SubnetRef, WatchPage
 from kvnet.store.sqlite import SQLiteStore
 
 T = TypeVar("T")
@@ -39,44 +41,55 @@ def create_app(cloud: Cloud, body_limits: BodyLimits = BODY_LIMITS) -> FastAPI:
                   description="Network virtualization for small and medium KVM private clouds")
     app.add_middleware(BodyGuard, limits=body_limits)
     http_errors.install(app)
+    doc = ApiDoc(app, body_limits)
 
-    @app.get("/healthz", tags=["meta"])
+    @app.get("/healthz", tags=["meta"], response_model=None, openapi_extra=doc.operation(returns=Health))
     def healthz() -> dict[str, Any]:
         return {"ok": True, "version": __version__, "revision": cloud.store.revision()}
 
-    @app.get("/v1/config", tags=["config"])
+    @app.get("/v1/config", tags=["config"], response_model=None,
+             openapi_extra=doc.operation(returns=resource_schema(CloudConfig.kind)))
     def get_config() -> dict[str, Any]:
         return cloud.config()
 
-    @app.patch("/v1/config", tags=["config"])
-    def patch_config(changes: dict[str, Any] = Body(...)) -> dict[str, Any]:
-        return cloud.set_config(changes)
+    @app.patch("/v1/config", tags=["config"], response_model=None,
+               openapi_extra=doc.operation(body=resource_schema(CloudConfig.kind, "update"),
+                                           returns=resource_schema(CloudConfig.kind)))
+    def patch_config(request: Request) -> dict[str, Any]:
+        return cloud.set_config(_body(request))
 
     for kind in KINDS:
-        _crud_routes(app, cloud, kind)
+        _crud_routes(app, doc, cloud, kind)
 
-    @app.put("/v1/routers/{router_id}/add_interface", tags=["routers"])
+    router, port, host = (resource_schema(k) for k in ("routers", "ports", "hosts"))
+
+    @app.put("/v1/routers/{router_id}/add_interface", tags=["routers"], response_model=None,
+             openapi_extra=doc.operation(returns=router))
     def add_interface(router_id: str, body: SubnetRef) -> dict[str, Any]:
         return cloud.router_add_interface(router_id, body.subnet_id)
 
-    @app.put("/v1/routers/{router_id}/remove_interface", tags=["routers"])
+    @app.put("/v1/routers/{router_id}/remove_interface", tags=["routers"], response_model=None,
+             openapi_extra=doc.operation(returns=router))
     def remove_interface(router_id: str, body: SubnetRef) -> dict[str, Any]:
         return cloud.router_remove_interface(router_id, body.subnet_id)
 
-    @app.put("/v1/ports/{port_id}/status", tags=["agents"])
+    @app.put("/v1/ports/{port_id}/status", tags=["agents"], response_model=None,
+             openapi_extra=doc.operation(returns=port))
     def port_status(port_id: str, body: PortStatusReport) -> dict[str, Any]:
         return cloud.set_port_status(port_id, body.status, body.detail or {})
 
-    @app.put("/v1/hosts/{name}/heartbeat", tags=["agents"])
+    @app.put("/v1/hosts/{name}/heartbeat", tags=["agents"], response_model=None,
+             openapi_extra=doc.operation(returns=host))
     def heartbeat(name: str, report: AgentReport | None = Body(None)) -> dict[str, Any]:
         return cloud.host_heartbeat(name, report.model_dump(exclude_unset=True) if report else {})
 
-    @app.get("/v1/snapshot", tags=["agents"])
+    @app.get("/v1/snapshot", tags=["agents"], response_model=None, openapi_extra=doc.operation(returns=Snapshot))
     def snapshot() -> dict[str, Any]:
         revision, resources = cloud.snapshot()
         return {"revision": revision, "resources": resources}
 
-    @app.get("/v1/watch", tags=["agents"])
+    @app.get("/v1/watch", tags=["agents"], response_model=None, openapi_extra=doc.operation(
+        returns=WatchPage, responses={410: ("Gone: that history is compacted; re-read /v1/snapshot", CompactedError)}))
     def watch(from_revision: int = Query(..., ge=0, le=INT64_MAX),
               timeout: float = Query(30.0, ge=0, le=MAX_WATCH_TIMEOUT, allow_inf_nan=False)) -> dict[str, Any]:
         """Long-poll: the changes from `from_revision` on (inclusive), waiting up to `timeout`
@@ -93,7 +106,7 @@ def _json(data: Any, status_code: int = 200) -> Response:
                     media_type="application/json")
 
 
-def _crud_routes(app: FastAPI, cloud: Cloud, kind: str) -> None:
+def _crud_routes(app: FastAPI, doc: ApiDoc, cloud: Cloud, kind: str) -> None:
     tag = [kind]
 
     # CRUD runs on the event loop: a store write takes about a millisecond and SQLite serialises
@@ -119,14 +132,19 @@ def _crud_routes(app: FastAPI, cloud: Cloud, kind: str) -> None:
         await call(cloud.delete, kind, rid)
 
     singular = kind[:-1]
-    body_doc = {"requestBody": {"required": True, "content": {"application/json": {
-        "schema": RESOURCE_TYPES[kind].model_json_schema()}}}}
+    resource = resource_schema(kind)
+    many = {"type": "array", "items": ref(resource)}
     app.post(f"/v1/{kind}", tags=tag, status_code=201, operation_id=f"create_{singular}",
-             openapi_extra=body_doc)(create)
-    app.get(f"/v1/{kind}", tags=tag, operation_id=f"list_{kind}")(list_)
-    app.get(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"show_{singular}")(show)
-    app.patch(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"update_{singular}", openapi_extra=body_doc)(update)
-    app.delete(f"/v1/{kind}/{{rid}}", tags=tag, status_code=204, operation_id=f"delete_{singular}")(delete)
+             summary=f"Create a {singular}",
+             openapi_extra=doc.operation(body=resource_schema(kind, "create"), returns=resource, status=201))(create)
+    app.get(f"/v1/{kind}", tags=tag, operation_id=f"list_{kind}", summary=f"List {kind}",
+            openapi_extra=doc.operation(returns=many, query=list_filters(RESOURCE_TYPES[kind])))(list_)
+    app.get(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"show_{singular}", summary=f"Show a {singular}",
+            openapi_extra=doc.operation(returns=resource))(show)
+    app.patch(f"/v1/{kind}/{{rid}}", tags=tag, operation_id=f"update_{singular}", summary=f"Update a {singular}",
+              openapi_extra=doc.operation(body=resource_schema(kind, "update"), returns=resource))(update)
+    app.delete(f"/v1/{kind}/{{rid}}", tags=tag, status_code=204, operation_id=f"delete_{singular}",
+               summary=f"Delete a {singular}")(delete)
 
 
 async def _inline(fn: Callable[..., T], *args: Any) -> T:

@@ -16,6 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.routing import Match
@@ -33,6 +34,21 @@ _PARAMETER_SOURCES = {"body", "query", "path", "header", "cookie"}
 
 class InternalError(KvnetError):
     status = 500
+
+
+# -- the shape, for the OpenAPI document -----------------------------------------------------------
+class ErrorDetail(BaseModel):
+    type: str = Field(description="InvalidInput, NotFound, Conflict, Exhausted, PayloadTooLarge, ...")
+    field: str | None = Field(description="the field (or parameter) at fault, when there is one")
+    message: str
+
+
+class Error(BaseModel):
+    error: ErrorDetail
+
+
+class CompactedError(Error):
+    compact_revision: int = Field(description="the oldest revision still kept: re-read the snapshot")
 
 
 def error_body(exc: KvnetError) -> dict[str, Any]:

@@ -1,17 +1,19 @@
-"""Bodies of the routes that are not plain CRUD, which FastAPI validates against these models."""
+"""Bodies of the routes that are not plain CRUD: requests that FastAPI validates, and answers that the
+API writes as plain JSON and these models only describe (for the OpenAPI document)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from kvnet.model.resources import PortStatus
+from kvnet.model.resources import RESOURCE_TYPES, PortStatus
 
 # An agent beats every 10 s; a day between heartbeats is far beyond any sane setting.
 MAX_HEARTBEAT_INTERVAL = 86_400.0
 
 
+# -- requests -------------------------------------------------------------------------------------
 class SubnetRef(BaseModel):
     model_config = ConfigDict(extra="forbid")
     subnet_id: str
@@ -31,3 +33,32 @@ class AgentReport(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     heartbeat_interval: float | None = Field(None, gt=0, le=MAX_HEARTBEAT_INTERVAL, allow_inf_nan=False)
+
+
+# -- answers --------------------------------------------------------------------------------------
+class Health(BaseModel):
+    ok: bool
+    version: str
+    revision: int
+
+
+class WatchEvent(BaseModel):
+    type: Literal["put", "delete"]
+    key: str
+    value: dict[str, Any] | None = Field(description="the resource as stored; null for a delete")
+    revision: int
+
+
+class WatchPage(BaseModel):
+    revision: int = Field(description="the store's revision when the answer was read")
+    events: list[WatchEvent]
+
+
+SnapshotResources = create_model(  # one list per kind, whatever kinds there are
+    "SnapshotResources", __config__=ConfigDict(extra="forbid"),
+    **{kind: (list[cls], ...) for kind, cls in RESOURCE_TYPES.items()})  # type: ignore[call-overload]
+
+
+class Snapshot(BaseModel):
+    revision: int
+    resources: SnapshotResources  # type: ignore[valid-type]
