@@ -17,7 +17,8 @@ from kvnet.model.resources import is_uuid
 DEFAULT_URL = "http://127.0.0.1:9797"
 ERROR_TYPES: dict[str, type[errors.KvnetError]] = {
     cls.__name__: cls for cls in (errors.InvalidInput, errors.NotFound, errors.Conflict, errors.IdTaken,
-                                  errors.RetryableConflict, errors.Exhausted)
+                                  errors.RetryableConflict, errors.Exhausted, errors.PayloadTooLarge,
+                                  errors.UnsupportedMediaType, errors.MethodNotAllowed)
 }
 
 

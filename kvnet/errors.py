@@ -57,3 +57,21 @@ class Compacted(KvnetError):
     def __init__(self, message: str, compact_revision: int) -> None:
         super().__init__(message)
         self.compact_revision = compact_revision
+
+
+class PayloadTooLarge(KvnetError):
+    """The request body is larger than the API accepts for that route."""
+
+    status = 413
+
+
+class UnsupportedMediaType(KvnetError):
+    """The request body is not JSON."""
+
+    status = 415
+
+
+class MethodNotAllowed(KvnetError):
+    """The path exists, but not with this method (the answer's `Allow` header lists those it has)."""
+
+    status = 405

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -23,7 +24,11 @@ def field_path(loc: tuple[int | str, ...]) -> str:
 
 def invalid_from(exc: ValidationError) -> InvalidInput:
     """The first pydantic error as InvalidInput; model-level errors name their field as 'field: ...'."""
-    err = exc.errors()[0]
+    return invalid_from_error(exc.errors()[0])
+
+
+def invalid_from_error(err: Mapping[str, Any]) -> InvalidInput:
+    """One pydantic error (an item of `ValidationError.errors()`) as InvalidInput."""
     message = str(err["msg"]).removeprefix("Value error, ")
     field = field_path(tuple(err["loc"]))
     match = _FIELD_PREFIX.match(message)

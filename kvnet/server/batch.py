@@ -19,8 +19,9 @@ from typing import Any
 
 from kvnet.errors import InvalidInput
 from kvnet.server.cloud import Cloud, Write
+from kvnet.server.payloads import MAX_OPERATIONS
 
-MAX_OPERATIONS = 10_000
+MAX_BATCH_BYTES = 16 * 1024 * 1024  # a cloud file of some thousands of resources; ordinary writes: 1 MiB
 OPS = ("create", "update", "delete", "add_interface", "remove_interface", "set_config")
 
 

@@ -33,6 +33,7 @@ from kvnet.model.resources import (
     resource_key,
 )
 from kvnet.server import allocation
+from kvnet.server.limits import AGENT_REPORT_MAX_BYTES, STATUS_DETAIL_MAX_BYTES, check_size
 from kvnet.server.liveness import Liveness
 from kvnet.server.rules import floatingips, hosts, networks, ports, routers, securitygroups, subnets
 from kvnet.server.rules.common import load, remove, save
@@ -225,6 +226,7 @@ class Cloud:
         """Written by agents: ACTIVE once the port is wired, with how long that took. Only the agent of
         the host the port is bound to may say: a host that lost the port (a VM moved away) reports from
         a stale view."""
+        check_size("detail", detail, STATUS_DETAIL_MAX_BYTES)
 
         def write(txn: Txn) -> Port:
             port = load(txn, Port, port_id, field="id")
@@ -240,6 +242,8 @@ class Cloud:
         return self._commit(write)
 
     def host_heartbeat(self, name: str, agent: dict[str, Any]) -> dict[str, Any]:
+        check_size("agent", agent, AGENT_REPORT_MAX_BYTES)
+
         def write(txn: Txn) -> Host:
             host = load(txn, Host, name, field="name")
             host.status, host.last_seen, host.agent = "up", time.time(), agent

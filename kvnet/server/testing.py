@@ -7,7 +7,9 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
 import uvicorn
+from fastapi import FastAPI
 
 from kvnet.client import Client
 from kvnet.server.api import create_app
@@ -17,10 +19,11 @@ from kvnet.server.cloud import Cloud
 class RunningServer:
     """A real API server (uvicorn) on a unix socket, in a thread of the test process."""
 
-    def __init__(self, cloud: Cloud, socket: Path) -> None:
+    def __init__(self, cloud: Cloud, socket: Path, app: FastAPI | None = None) -> None:
         self.cloud = cloud
+        self.socket = socket
         self.url = f"unix:{socket}"
-        config = uvicorn.Config(create_app(cloud), uds=str(socket), log_level="warning", access_log=False)
+        config = uvicorn.Config(app or create_app(cloud), uds=str(socket), log_level="warning", access_log=False)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
 
@@ -38,3 +41,7 @@ class RunningServer:
 
     def client(self) -> Client:
         return Client(self.url)
+
+    def http(self) -> httpx.Client:
+        """Plain HTTP to the server, for requests the kvnet client would not send."""
+        return httpx.Client(transport=httpx.HTTPTransport(uds=str(self.socket)), base_url="http://kvnet")
