@@ -82,13 +82,17 @@ def demo(hosts: Annotated[int, typer.Option(help="Number of hypervisor hosts.")]
          dataplane: DataplaneOpt = "linux", store: StoreOpt = "sqlite",
          scenario: Annotated[str | None, typer.Option(
              help="centralized|distributed: a router of that mode, floating IPs, SNAT, hairpin, stale objects "
-                  "(kvnet.lab.demo_routing).")] = None) -> None:
+                  "(kvnet.lab.demo_routing); security: spoofing and security groups tried as a tenant would "
+                  "(kvnet.lab.demo_security).")] = None) -> None:
     """Lab up, two tenant networks (same CIDR, two projects) across all hosts, reachability matrix with
     an underlay capture, convergence timings, lab down. With --dataplane ovs also GRE and VLAN networks."""
     from kvnet.lab.demo import render_table, run_demo
     from kvnet.lab.demo_ovs import network_types_ok, render_network_types, run_dataplane_demo
 
     progress = lambda m: typer.echo(f"... {m}", err=True)  # noqa: E731
+    if scenario == "security":
+        _security_demo(name, hosts, dataplane, as_json, progress)
+        return
     if scenario is not None:
         _routing_demo(name, hosts, scenario, as_json, progress)
         return
@@ -104,11 +108,21 @@ def demo(hosts: Annotated[int, typer.Option(help="Number of hypervisor hosts.")]
             raise typer.Exit(1)
 
 
+def _security_demo(name: str, hosts: int, dataplane: str, as_json: bool, progress: Callable[[str], None]) -> None:
+    from kvnet.lab import demo_security
+
+    with _errors():
+        data = demo_security.run_security_demo(name, hosts, dataplane, progress=progress)
+        typer.echo(json.dumps(data, indent=2) if as_json else demo_security.render_table(data))
+    if not demo_security.demo_ok(data):
+        raise typer.Exit(1)
+
+
 def _routing_demo(name: str, hosts: int, scenario: str, as_json: bool, progress: Callable[[str], None]) -> None:
     from kvnet.lab import demo_routing
 
     if scenario not in ("centralized", "distributed"):
-        typer.echo("error: --scenario is centralized or distributed", err=True)
+        typer.echo("error: --scenario is centralized, distributed or security", err=True)
         raise typer.Exit(2)
     with _errors():
         data = demo_routing.run_routing_demo(name, hosts, scenario, progress=progress)
