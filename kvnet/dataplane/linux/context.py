@@ -27,6 +27,7 @@ class LinuxPass:
     moved: set[str] = field(default_factory=set)  # devices L2 put on another bridge: their pins went with it
     routed: RouterChanges | None = None  # what the router manager changed, for the announcements
     filters: ObservedFilters | None = None  # the filter tables as the first filter phase left them
+    stateless_only: str | None = None  # why bridged frames do not reach the stateful rules (kvnet...stateful)
 
 
 def ports_by_network(plan: HostPlan) -> dict[str, tuple[str, ...]]:

@@ -145,14 +145,17 @@ def assign_marks(devices: Iterable[str], current: Mapping[str, int]) -> dict[str
     return marks
 
 
-def render_filters(plan: HostPlan, devices: set[str] | None, current_marks: Mapping[str, int]) -> DesiredFilters:
+def render_filters(plan: HostPlan, devices: set[str] | None, current_marks: Mapping[str, int], *,
+                   fail_closed: bool = False) -> DesiredFilters:
     """`devices`: the host's devices, to readdress FIP holders' frames only towards legs that exist
-    (None: no redirect at all, as when the links could not be read)."""
+    (None: no redirect at all, as when the links could not be read). `fail_closed`: the stateful rules
+    cannot see bridged traffic here, so the filtered ports are not known ports: they forward nothing."""
     out = DesiredFilters()
     filters = {f.device: f for f in plan.filters}
     out.marks = assign_marks(filters, current_marks)
     for device in [p.device for p in plan.ports] + list(plan.router_leg_devices().values()):
-        out.add((BRIDGE, "ports"), quoted(device))
+        if not (fail_closed and device in filters):
+            out.add((BRIDGE, "ports"), quoted(device))
     for device, flt in filters.items():
         _render_port(out, flt, out.marks[device])
     for device, redirects in (desired_redirects(plan, devices) if devices is not None else {}).items():

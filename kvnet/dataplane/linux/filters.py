@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 
-from kvnet.dataplane.linux import conntrack_sweep
+from kvnet.dataplane.linux import conntrack_sweep, stateful
 from kvnet.dataplane.linux.context import LinuxPass
 from kvnet.dataplane.linux.filter_objects import FilterChanges, ObservedFilters, diff, observe, script
 from kvnet.dataplane.linux.filter_render import INET, MAX_MARK, TABLE, render_filters, set_name
@@ -46,7 +46,12 @@ class Filters:
             devices = set(ctx.observed.links) if ctx.observed is not None else self._devices(ctx)
         except CommandError as exc:
             return result.unknown(str(exc), all_ports(ctx.plan))
-        changes = diff(render_filters(ctx.plan, devices, observed.marks()), observed)
+        if not self.after_l2:
+            ctx.stateless_only = stateful.ensure(ctx.runner, ctx.netns) if ctx.plan.filters else None
+        if ctx.stateless_only:
+            result.fail("filters", "br_netfilter", ctx.stateless_only, [f.port_id for f in ctx.plan.filters])
+        changes = diff(render_filters(ctx.plan, devices, observed.marks(), fail_closed=bool(ctx.stateless_only)),
+                       observed)
         if changes:
             text = script(changes)
             proc = ctx.runner.run(in_netns(["nft", "-f", "-"], ctx.netns), input=text)
