@@ -73,9 +73,9 @@ def test_external_reaches_every_fip_and_a_fip_vm_leaves_as_its_fip(routed: Route
 
 def test_no_policy_rule_anywhere_and_only_fip_holders_taps_are_readdressed(routed: Routed) -> None:
     """Any rule beyond the kernel's three would cost every packet the merged FIB lookup. Distributed: h3
-    has b1 (FIP) and a2 (none) on one router; b1's tap sends its frames for the gateway to the router's
-    FIP namespace there (past the bridge, so its MAC is pinned), a2's reach the router's own namespace
-    untouched."""
+    has b1 (FIP) and a2 (none) on one router; b1's frames for the gateway are readdressed to the router's
+    FIP namespace there (an element of the bridge filter table's `redirects` map), a2's reach the router's
+    own namespace untouched."""
     assert wait_converged(routed.lab, routed.client) == (0, 0)
     lab = routed.lab
     kernel = [(0, "all", "local"), (32766, "all", "main"), (32767, "all", "default")]
@@ -85,8 +85,10 @@ def test_no_policy_rule_anywhere_and_only_fip_holders_taps_are_readdressed(route
         assert [(r["priority"], r.get("src", ""), r["table"]) for r in rows] == kernel, ns
 
     def readdressed_taps(host: str) -> set[str]:
-        listing = run(["nft", "list", "table", "netdev", "kvnet"], netns=n.host_ns(lab.name, host), check=False)
-        return set(re.findall(r'hook ingress device "([^"]+)"', listing.stdout))
+        """The taps in the filter tables' `redirects` map (kvnet.dataplane.linux.filter_render)."""
+        listing = run(["nft", "list", "map", "bridge", "kvnet", "redirects"], netns=n.host_ns(lab.name, host),
+                      check=False)
+        return set(re.findall(r'"(kvt-[0-9a-f]+)" \. ', listing.stdout))
 
     def tap(vm: str) -> str:
         return port_device_name(routed.client.find("ports", vm)["id"])
