@@ -4,8 +4,11 @@ without them.
 kvnet's L2 paths with the benchmark's flow allowed by a rule of the receiver's group, the flow's rule
 last: `-sg10` (10 rules), `-sg1000` (1,000 rules), `-rg1000` (a rule whose remote group has 1,000
 member ports, the sender among them); `-open` is the same path with port security off (no filter).
-The benchmark flow is one-way UDP, which conntrack never sees answered: every packet is judged as new,
-the worst case for the rules (an answered flow passes on its conntrack entry after the first).
+The benchmark flow is one-way UDP, which conntrack would never see answered: every packet judged as new,
+walking the rules. Real flows are answered, so before measuring, each path (kvnet's and the references)
+is primed: one packet of the flow's 5-tuple, then one answer from the receiver; from then on the flow is
+established and passes on its conntrack entry, as an answered flow does. `-new` paths (`--paths
+kvnet-bridge-sg1000-new`, ...) skip the priming: the worst case, every packet a new connection.
 
 The hand-built references (`bridge-nft-ref`, `vxlan-nft-ref`) are the `bridge` and `vxlan` paths with
 the same construct written by hand: a stateless check on the sender's port in a bridge table, and in
@@ -31,6 +34,7 @@ from kvnet.lab.ovs import lab_spec
 from kvnet.sys.cmd import run
 
 FLOW_PORT = 9  # the generators' UDP destination port
+FLOW_SPORT = 1024  # and source port (kvnet.bench.dataplane.generators.trafgen_config)
 MEMBERS = 1000
 
 
@@ -77,9 +81,22 @@ class Security:
         return {"security_group_ids": [group["id"]]}
 
 
+PRIME = ("import socket, sys\n"
+         "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+         "s.bind((sys.argv[1], int(sys.argv[2])))\n"
+         "s.sendto(b'kvnet-bench-prime', (sys.argv[3], int(sys.argv[4])))\n")
+
+
+def prime(ep: Endpoints) -> None:
+    """The flow's first packet (the generators' 5-tuple), then the receiver's answer: established."""
+    run(["python3", "-c", PRIME, ep.src_ip, str(FLOW_SPORT), ep.dst_ip, str(FLOW_PORT)], netns=ep.sender_ns)
+    run(["python3", "-c", PRIME, ep.dst_ip, str(FLOW_PORT), ep.src_ip, str(FLOW_SPORT)], netns=ep.receiver_ns)
+
+
 @dataclass(frozen=True)
 class KvnetFilteredPath(KvnetL2Path):
     security: Security = Security("default")
+    primed: bool = True
 
     @contextmanager
     def build(self, prefix: str) -> Iterator[Endpoints]:
@@ -97,27 +114,32 @@ class KvnetFilteredPath(KvnetL2Path):
                 records = {vm.name: boot_vm(lab, client, vm, **fields) for vm in (sender, receiver)}
             # No ping: the groups allow the benchmark's UDP flow only. Both ports are ACTIVE (boot_vm),
             # so their filters are in place; a path that delivers nothing shows as 0 pps.
-            yield Endpoints(
+            ep = Endpoints(
                 sender_ns=n.vm_ns(lab_name, sender.name), sender_dev=n.VM_IF, src_mac=records["snd"]["mac"],
                 src_ip=sender.ip, dst_mac=records["rcv"]["mac"], dst_ip=receiver.ip,
                 receiver_ns=n.vm_ns(lab_name, receiver.name), receiver_dev=n.VM_IF,
                 host_ns=n.host_ns(lab_name, self.receiver_host))
+            if self.primed:
+                prime(ep)
+            yield ep
         finally:
             lab.down()
 
 
-def _filtered(base: str, host: str, security: Security, reference: str, what: str) -> KvnetFilteredPath:
-    return register(KvnetFilteredPath(f"kvnet-{base}-{security.name}", reference, f"{what}, {security.name}",
-                                      host, lab_name=bench_lab_name, security=security))  # type: ignore[return-value]
+def _filtered(base: str, host: str, security: Security, what: str, *, primed: bool = True) -> None:
+    reference = f"{base}-nft-ref" if not security.open else base
+    suffix = "" if primed else "-new"
+    register(KvnetFilteredPath(f"kvnet-{base}-{security.name}{suffix}", reference + suffix,
+                               f"{what}, {security.name}" + ("" if primed else ", every packet new"), host,
+                               lab_name=bench_lab_name, security=security, primed=primed))
 
 
 SECURITY = (Security("open", open=True), Security("sg10", rules=10), Security("sg1000", rules=1000),
             Security("rg1000", members=MEMBERS))
 for _security in SECURITY:
-    _filtered("bridge", "h1", _security, "bridge-nft-ref" if not _security.open else "bridge",
-              "two VMs on one host, bridged by kvnet")
-    _filtered("vxlan", "h2", _security, "vxlan-nft-ref" if not _security.open else "vxlan",
-              "two VMs on two hosts, kvnet VXLAN overlay")
+    for _primed in (True, False):
+        _filtered("bridge", "h1", _security, "two VMs on one host, bridged by kvnet", primed=_primed)
+        _filtered("vxlan", "h2", _security, "two VMs on two hosts, kvnet VXLAN overlay", primed=_primed)
 
 
 def hand_filter(sender_host: str, receiver_host: str, ep: Endpoints) -> None:
@@ -137,19 +159,24 @@ def hand_filter(sender_host: str, receiver_host: str, ep: Endpoints) -> None:
         "    meta l4proto . th dport . ip saddr @allow accept\n    drop\n  }\n}\n"))
 
 
-def build_bridge_ref(ns: Namespaces) -> Endpoints:
+def build_bridge_ref(ns: Namespaces, primed: bool = True) -> Endpoints:
     ep = build_bridge(ns)
     hand_filter(ep.host_ns, ep.host_ns, ep)
+    if primed:
+        prime(ep)
     return ep
 
 
-def build_vxlan_ref(ns: Namespaces) -> Endpoints:
+def build_vxlan_ref(ns: Namespaces, primed: bool = True) -> Endpoints:
     ep = build_vxlan(ns)
     hand_filter(f"{ns.prefix}-h1", ep.host_ns, ep)
+    if primed:
+        prime(ep)
     return ep
 
 
-register(HandPath("bridge-nft-ref", build_bridge_ref, "bridge, with a hand-built port filter of kvnet's construct",
-                  reference="bridge"))
-register(HandPath("vxlan-nft-ref", build_vxlan_ref, "vxlan, with a hand-built port filter of kvnet's construct",
-                  reference="vxlan"))
+for _name, _builder, _base in (("bridge", build_bridge_ref, "bridge"), ("vxlan", build_vxlan_ref, "vxlan")):
+    register(HandPath(f"{_name}-nft-ref", _builder, f"{_base}, with a hand-built port filter of kvnet's construct",
+                      reference=_base))
+    register(HandPath(f"{_name}-nft-ref-new", lambda ns, b=_builder: b(ns, primed=False),  # type: ignore[misc]
+                      f"{_base}, hand-built port filter, every packet new", reference=_base))
