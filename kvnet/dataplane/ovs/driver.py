@@ -33,7 +33,7 @@ from kvnet.dataplane.linux.context import Announce
 from kvnet.dataplane.linux.router import FipAnnounce, RouterDriver, Routers
 from kvnet.dataplane.linux.router_diff import RouterChanges
 from kvnet.dataplane.manager import Manager, run_phases
-from kvnet.dataplane.ovs import host_isolation, openflow
+from kvnet.dataplane.ovs import filters, host_isolation, openflow
 from kvnet.dataplane.ovs.diff import DbChanges, FlowChanges, diff_db, diff_flows
 from kvnet.dataplane.ovs.flows import is_redirect, render_flows, stale_redirects
 from kvnet.dataplane.ovs.monitor import RestartMonitor
@@ -84,7 +84,8 @@ class OvsDriver:
             OvsdbRows(self),
             # 4. Under `netdev`, a drop chain per port OVS opened -- before the flows make it ACTIVE.
             HostIsolation(self),
-            # 5. OpenFlow, one bundle per bridge, from the ofports of 3.
+            # 5. OpenFlow, one bundle per bridge, from the ofports of 3: forwarding and port filters
+            #    together, so a port never forwards without its filter (flows.py).
             OpenFlow(self),
             # 6. Announce new floating IPs once their legs are on kv-int with their flows.
             *((FipAnnounce(announce),) if routers is not None else ()),
@@ -249,6 +250,9 @@ class OpenFlow:
                 continue
             result.added["flow"] += len(changes.add.get(bridge, []))
             result.removed["flow"] += len(changes.delete.get(bridge, []))
+        devices = {p.port_id: p.device for p in ctx.plan.ports}
+        for port_id, why in sorted(filters.refused(ctx.plan).items()):  # left without flows: forwards nothing
+            result.fail("filter", devices.get(port_id, port_id), why, [port_id])
         driver.installed = flows
         driver.used_ofports = {name: ctx.observed.ofports.get(name, -1) for name in ctx.desired.ports}
         return result
