@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 from collections import defaultdict
 from collections.abc import Iterable
+from dataclasses import astuple
 
 from kvnet.agent.model import CloudModel
 from kvnet.model.resources import Port, SecurityGroup, SecurityGroupRule
@@ -34,9 +35,14 @@ def compile_filters(model: CloudModel, ports: Iterable[PortPlan]) -> tuple[tuple
             port_id=port.id, device=plan.device, network_id=network.id, ct_zone=network.ct_zone or 0,
             mac=plan.mac, sources=sources(port), macs=tuple(sorted({plan.mac, *pair_macs(port)})),
             # A network without a zone (made before kvnet had them) would share zone 0: deny until it has one.
-            rules=tuple(sorted(rules)) if network.ct_zone else ()))
+            rules=tuple(sorted(rules, key=rule_order)) if network.ct_zone else ()))
     wanted = {r.remote_group for f in filters for r in f.rules if r.remote_group}
     return tuple(filters), address_sets(model, wanted)
+
+
+def rule_order(rule: RuleMatch) -> tuple[object, ...]:
+    """A total order over rules whose fields may be unset (None sorts first)."""
+    return tuple((value is not None, value) for value in astuple(rule))
 
 
 def rule_match(rule: SecurityGroupRule, group_id: str) -> RuleMatch:

@@ -140,12 +140,14 @@ def _host_ip(cidr: str, offset: int) -> Any:
     return ipaddress.ip_network(cidr).network_address + offset
 
 
-def boot_vm(lab: Lab, client: Client, vm: DemoVM) -> dict[str, Any]:
+def boot_vm(lab: Lab, client: Client, vm: DemoVM, **port_fields: Any) -> dict[str, Any]:
     """What Nova does: a port bound to the host, the VM created paused with its NIC on that port, and
-    resumed once the agent reports the port ACTIVE (Neutron's vif-plugged event)."""
+    resumed once the agent reports the port ACTIVE (Neutron's vif-plugged event). `port_fields`: more
+    of the port's (security groups, port security, allowed address pairs)."""
     network = client.find("networks", vm.network)
     port = client.create("ports", {"name": vm.name, "network_id": network["id"], "binding_host": vm.host,
-                                   "project_id": network["project_id"], "fixed_ips": [{"ip_address": vm.ip}]})
+                                   "project_id": network["project_id"], "fixed_ips": [{"ip_address": vm.ip}],
+                                   **port_fields})
     subnet = client.get("subnets", port["fixed_ips"][0]["subnet_id"])
     record = create_vm(lab, vm.name, vm.host, port, subnet, network["mtu"], nic_up=False)
     wait_port_active(client, port["id"], CONVERGE_DEADLINE_S)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 INGRESS, EGRESS = "ingress", "egress"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class RuleMatch:
     """One kind of connection a port may open (egress) or accept (ingress); the replies of an allowed
     connection are allowed too (stateful). Unset fields match anything."""
