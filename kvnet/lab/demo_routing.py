@@ -73,7 +73,9 @@ def create_external_network(client: Client) -> dict[str, Any]:
 
 def build_routed_cloud(client: Client, mode: str,
                        subnets: tuple[tuple[str, str], ...] = TENANT_SUBNETS) -> RoutedCloud:
-    """External network, router `r1` (placed by kvnet on a network-role host), tenant subnets on it."""
+    """External network, router `r1` (placed by kvnet on a network-role host), tenant subnets on it.
+    The tenant's `default` security group also accepts IPv4 from anywhere: the internet is what this
+    cloud is about (what an operator adds to reach a FIP; by itself the group accepts only its members)."""
     ext = create_external_network(client)
     body: dict[str, Any] = {"name": "r1", "mode": mode, "external_gateway": {"network_id": ext["id"]}}
     router = client.create("routers", body)
@@ -83,6 +85,8 @@ def build_routed_cloud(client: Client, mode: str,
         sub = client.create("subnets", {"name": f"{name}-sub", "network_id": net["id"], "cidr": cidr})
         router = client.router_add_interface(router["id"], sub["id"])
         networks[name] = net
+    group = client.find("securitygroups", "default", project=ext["project_id"])
+    client.add_rule(group["id"], {"direction": "ingress", "ethertype": "IPv4", "remote_ip_prefix": "0.0.0.0/0"})
     return RoutedCloud(ext, client.get("routers", router["id"]), networks)
 
 
