@@ -59,7 +59,9 @@ class Vm:
 
 VMS = (
     Vm("atk", "h1", "blue", "10.30.0.10"),  # the attacker: port security on, the default group
-    Vm("vic", "h1", "blue", "10.30.0.11", ("default", "open-in")),  # victims that accept anything arriving
+    # Victims whose groups accept anything (IPv4 and IPv6, any source): what does not arrive was dropped
+    # at the attacker's port.
+    Vm("vic", "h1", "blue", "10.30.0.11", ("default", "open-in")),
     Vm("vic2", "h2", "blue", "10.30.0.12", ("default", "open-in")),
     Vm("opn", "h1", "blue", "10.30.0.13", (), port_security=False),
     Vm("cli", "h1", "blue", "10.30.0.20"),
@@ -75,9 +77,10 @@ VMS = (
     Vm("rvm", "h1", "red", "10.30.0.50", ("open-in",)),  # an address only tenant red has
 )
 ANY_V4 = {"ethertype": "IPv4", "remote_ip_prefix": "0.0.0.0/0"}
+ANY_V6 = {"ethertype": "IPv6", "remote_ip_prefix": "::/0"}
 # (tenant, group) -> its rules; every group but `default` is created without its default egress rules.
 GROUPS: dict[tuple[str, str], list[dict[str, Any]]] = {
-    ("blue", "open-in"): [{"direction": "ingress", **ANY_V4}],
+    ("blue", "open-in"): [{"direction": "ingress", **ANY_V4}, {"direction": "ingress", **ANY_V6}],
     ("blue", "svc"): [{"direction": "ingress", "protocol": "tcp", "port_range_min": 8000, "port_range_max": 8010},
                       {"direction": "ingress", "protocol": "udp", "port_range_min": 5353},
                       {"direction": "ingress", "protocol": "icmp", "port_range_min": 8}],
@@ -90,7 +93,7 @@ GROUPS: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("red", "closed"): [{"direction": "egress"}],
     ("red", "zone-svc"): [{"direction": "egress"}, {"direction": "ingress", "protocol": "udp", "port_range_min": 6000},
                           {"direction": "ingress", "protocol": "udp", "port_range_min": 6100}],
-    ("red", "open-in"): [{"direction": "ingress", **ANY_V4}],
+    ("red", "open-in"): [{"direction": "ingress", **ANY_V4}, {"direction": "ingress", **ANY_V6}],
 }
 
 
