@@ -75,11 +75,12 @@ def classify_next(flt: PortFilter | None, ofport: int) -> str:
     return f"{load(ofport, REG_PORT)},{load(flt.ct_zone, REG_ZONE)},goto_table:{EGRESS_SPOOF}"
 
 
-def render_filters(plan: HostPlan, ofports: Mapping[str, int]) -> list[Flow]:
-    """Every flow of the filter tables (none when the host has no network)."""
+def render_filters(plan: HostPlan, ofports: Mapping[str, int], skip: Mapping[str, str] | None = None) -> list[Flow]:
+    """Every flow of the filter tables (none when the host has no network). `skip`: `refused(plan)`, if
+    the caller has it already."""
     if not plan.networks:
         return []
-    skip = refused(plan)
+    skip = refused(plan) if skip is None else skip
     ports = [(f, ofports[f.device]) for f in plan.filters
              if f.port_id not in skip and ofports.get(f.device, -1) > 0]
     out = list(fixed_flows())

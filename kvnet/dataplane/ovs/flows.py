@@ -134,9 +134,10 @@ def render_flows(plan: HostPlan, lvids: Mapping[str, int], ofports: Mapping[str,
            Flow(INT_BRIDGE, ARP, 0, "", f"goto_table:{L2}"),
            Flow(INT_BRIDGE, L2, 0, "", f"goto_table:{FLOOD}"), Flow(INT_BRIDGE, FLOOD, 0, "", "drop")]
     shared = dvr_gateway_macs(plan)
+    refused = filters.refused(plan)
     for net in plan.networks:
-        out += _network_flows(plan, net, lvids[net.network_id], ofports, shared.get(net.network_id, ()))
-    out += filters.render_filters(plan, ofports)
+        out += _network_flows(plan, net, lvids[net.network_id], ofports, refused, shared.get(net.network_id, ()))
+    out += filters.render_filters(plan, ofports, refused)
     out = list(dict.fromkeys(out))  # networks sharing a physnet bridge share its canary
     keys = [(f.bridge, f.table, f.priority, f.match) for f in out]
     if len(set(keys)) != len(keys):
@@ -162,10 +163,10 @@ def _local_ports(plan: HostPlan, net: NetworkPlan, ofports: Mapping[str, int]) -
 
 
 def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping[str, int],
-                   gateway_macs: tuple[str, ...] = ()) -> Iterator[Flow]:
+                   refused: Mapping[str, str], gateway_macs: tuple[str, ...] = ()) -> Iterator[Flow]:
+    """`refused`: port id -> why its filter cannot be installed (it gets no CLASSIFY flow)."""
     local = _local_ports(plan, net, ofports)
     filtered = filters.by_device(plan)
-    refused = filters.refused(plan)
     outputs = [filters.to_port(ofport, port.device in filtered) for port, ofport in local]
     tag = f"reg6={lvid:#x}"
     for port, ofport in local:
