@@ -83,6 +83,18 @@ def test_a_port_may_send_only_from_its_addresses_with_their_mac() -> None:
     assert fixed[(110, "vlan_tci=0x1000/0x1000")] == fixed[(0, "")] == "drop"  # tagged, other ethertypes
 
 
+def test_neighbour_discovery_only_from_own_addresses_and_advertising_only_them() -> None:
+    ll, other = "fe80::f816:3eff:fe00:1/128", "fe80::f816:3eff:fe00:2/128"
+    v6 = replace(WEB_FILTER, sources=(*WEB_FILTER.sources, (ll, WEB.mac)))
+    spoof = {(f.priority, f.match): f.actions for f in table(flows(replace(PLAN, filters=(v6,))), EGRESS_SPOOF)}
+    assert spoof[(100, f"in_port=5,icmp6,dl_src={WEB.mac},ipv6_src={ll},icmp_type=136,nd_target={ll}")] == (
+        f"goto_table:{REDIRECT}")
+    assert not any(f"nd_target={other}" in m for _, m in spoof)  # no advertisement for another's address
+    assert spoof[(95, "icmp6,icmp_type=136")] == "drop"  # ... which falls here, above the IPv6 flows (90)
+    assert spoof[(100, f"in_port=5,icmp6,dl_src={WEB.mac},ipv6_src=::,icmp_type=135")] == f"goto_table:{REDIRECT}"
+    assert spoof[(90, f"in_port=5,ipv6,dl_src={WEB.mac},ipv6_src={ll}")].startswith("ct(")
+
+
 def test_a_network_without_a_zone_gets_no_ip_at_all() -> None:
     plan = replace(PLAN, filters=(replace(WEB_FILTER, ct_zone=0, rules=()),))
     fl = flows(plan)

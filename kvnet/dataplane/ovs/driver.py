@@ -3,8 +3,9 @@
 The two OVS phases:
 1. OVSDB: render the rows (bridges, ports with their local VLAN) -> diff against the IDL -> one
    transaction, which returns once ovs-vswitchd has configured the ports (their ofports are known).
-2. OpenFlow: render the flows (they need the ofports) -> dump kvnet's flows per bridge -> diff by
-   cookie -> one atomic bundle per bridge.
+2. OpenFlow: render the flows (they need the ofports), forwarding and port filters alike (flows.py,
+   filters.py) -> dump kvnet's flows per bridge -> diff by cookie -> one atomic bundle per bridge. A
+   filter the flows cannot express fails its port (and leaves it without flows: it forwards nothing).
 Both are all-or-nothing per transaction or bundle, so a refused one fails every port it serves.
 
 No memory between passes: a fresh driver on a programmed host observes the same tags and ofports,
