@@ -5,13 +5,18 @@ datapath, run directory under /tmp); nothing else is touched. The host has `port
 devices, as a hypervisor would create taps) in VXLAN networks of 100 ports each, and every network
 also has 100 remote ports on 20 other hosts (L2 population + ARP responder flows).
 
+With `groups`, every port also has port security and a filter (`security_plan`): 10 rules, one of them
+from a remote group whose members are every port here and every remote port (2 x `ports` addresses).
+
 Per repeat, measured with `OvsDriver.reconcile`:
 - `cold_s`: empty host -> everything (OVSDB ports in one transaction, then the flows in one bundle);
 - `flows_s`: the ports stay, kvnet's flows are deleted by hand -> reinstalled (the vswitchd-restart case);
 - `noop_s`: a second pass that finds nothing to do (observe the IDL + dump the flows + diff);
+- with groups, `member_s`: a member added to the remote group; `rule_s`: a rule added to every port;
 - `remove_s`: back to the empty plan.
 
-    python -m kvnet.bench.ovs_programming [ports] [repeats]   # writes bench/results/ovs_programming.json
+    python -m kvnet.bench.ovs_programming [ports] [repeats] [groups]
+    # writes bench/results/ovs_programming.json (ovs_programming_groups.json with groups)
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +40,7 @@ from kvnet.lab import ovs
 from kvnet.lab.procs import Supervisor
 from kvnet.lab.state import StateFile
 from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RemoteEndpoint, bridge_name, port_device_name
+from kvnet.plan.security import AddressSet, PortFilter, RuleMatch
 from kvnet.sys import netns
 from kvnet.sys.cmd import run
 
@@ -41,6 +48,12 @@ NS_PREFIX = "kvbo"
 PORTS_PER_NETWORK = 100
 REMOTES_PER_NETWORK = 100
 REMOTE_HOSTS = 20
+GROUP = "bench-members"
+RULES = (RuleMatch("egress", "IPv4"), RuleMatch("ingress", "IPv4", 1, icmp_type=8),
+         *(RuleMatch("ingress", "IPv4", 6, port, port) for port in (22, 80, 443)),
+         RuleMatch("ingress", "IPv4", 6, 8000, 8080), RuleMatch("ingress", "IPv4", 17, 53, 53),
+         RuleMatch("ingress", "IPv4", 17, 5000, 5999, remote_prefix="10.200.0.0/16"),
+         RuleMatch("ingress", "IPv4", 47), RuleMatch("ingress", "IPv4", 6, 5432, 5432, remote_group=GROUP))
 
 
 def _uuid(kind: int, i: int) -> str:
@@ -63,6 +76,18 @@ def bench_plan(ports: int) -> HostPlan:
     return HostPlan("bench", "192.0.2.1", True, True, tuple(networks), tuple(port_plans))
 
 
+def security_plan(plan: HostPlan, extra_rule: bool = False, extra_member: bool = False) -> HostPlan:
+    """`plan` with every port filtered by RULES (and one more rule), the group's members: every port here
+    and every remote port (and one more)."""
+    zones = {net.network_id: i + 1 for i, net in enumerate(plan.networks)}
+    rules = RULES + ((RuleMatch("ingress", "IPv4", 6, 9090, 9090),) if extra_rule else ())
+    filters = tuple(PortFilter(p.port_id, p.device, p.network_id, zones[p.network_id], p.mac,
+                               ((f"{p.ips[0]}/32", p.mac),), (p.mac,), rules) for p in plan.ports)
+    members = [f"{p.ips[0]}/32" for p in plan.ports] + [f"{r.ips[0]}/32" for n in plan.networks for r in n.remotes]
+    members += ["10.250.0.1/32"] if extra_member else []
+    return replace(plan, filters=filters, address_sets=(AddressSet(GROUP, tuple(sorted(members))),))
+
+
 def _create_devices(ns: str, plan: HostPlan) -> None:
     """The hypervisor's part: one veth per port (the peer stays in the namespace, down)."""
     lines = [f"link add {p.device} mtu {p.mtu} type veth peer name {p.device.replace('kvt-', 'kvq-')}"
@@ -78,13 +103,15 @@ def _timed(fn: Callable[[], ReconcileResult]) -> tuple[float, ReconcileResult]:
     return time.perf_counter() - start, result
 
 
-def run_ovs_programming_bench(ports: int = 1000, repeats: int = 3) -> dict[str, Any]:
-    plan = bench_plan(ports)
+def run_ovs_programming_bench(ports: int = 1000, repeats: int = 3, groups: bool = False) -> dict[str, Any]:
+    plan = security_plan(bench_plan(ports)) if groups else bench_plan(ports)
     empty = HostPlan(plan.host, plan.tunnel_ip, True, True)
     ns = f"{NS_PREFIX}{uuid.uuid4().hex[:8]}"
     rundir = Path(tempfile.mkdtemp(prefix=NS_PREFIX, dir="/tmp"))
     procs = Supervisor(StateFile(rundir))
     samples: dict[str, list[float]] = {"cold_s": [], "flows_s": [], "noop_s": [], "remove_s": []}
+    if groups:
+        samples |= {"member_s": [], "rule_s": []}
     flows = noop_changes = 0
     netns.add(ns)
     try:
@@ -102,6 +129,11 @@ def run_ovs_programming_bench(ports: int = 1000, repeats: int = 3) -> dict[str, 
                 seconds, result = _timed(lambda: driver.reconcile(plan))
                 samples["noop_s"].append(seconds)
                 noop_changes = max(noop_changes, result.total_changes)
+                if groups:
+                    samples["member_s"].append(_timed(lambda: driver.reconcile(
+                        security_plan(plan, extra_member=True)))[0])
+                    samples["rule_s"].append(_timed(lambda: driver.reconcile(
+                        security_plan(plan, extra_rule=True, extra_member=True)))[0])
                 samples["remove_s"].append(_timed(lambda: driver.reconcile(empty))[0])
     finally:
         procs.stop_all()
@@ -115,14 +147,18 @@ def run_ovs_programming_bench(ports: int = 1000, repeats: int = 3) -> dict[str, 
         "flows_per_s": round(flows / flows_median) if flows_median else None,
         "noop_changes": noop_changes,
         "datapath": ovs.DATAPATH,
+        "filtered_ports": len(plan.filters),
+        "group_members": sum(len(s.v4) for s in plan.address_sets),
     }
 
 
 def main(argv: list[str]) -> None:
     ports = int(argv[0]) if argv else 1000
     repeats = int(argv[1]) if len(argv) > 1 else 3
-    data = envelope("ovs_programming", run_ovs_programming_bench(ports, repeats))
-    write_result("ovs_programming", data)
+    groups = len(argv) > 2 and argv[2] == "groups"
+    name = "ovs_programming_groups" if groups else "ovs_programming"
+    data = envelope(name, run_ovs_programming_bench(ports, repeats, groups))
+    write_result(name, data)
     print(json.dumps(data["results"], indent=2))
 
 

@@ -101,11 +101,14 @@ class UnderlayCapture:
     """
 
     def __init__(self, lab: Lab, bpf_filter: str, *, interface: str = n.UL_BRIDGE,
-                 ready_timeout: float = 10.0, netns: str | None = None, pcap: bool = False) -> None:
+                 ready_timeout: float = 10.0, netns: str | None = None, pcap: bool = False,
+                 inbound: bool = False) -> None:
         self.lab = lab
         self.netns = netns or n.ul_ns(lab.name)  # another lab namespace, e.g. <lab>-ext with br-ext
         self.bpf_filter = bpf_filter
         self.interface = interface
+        self.inbound = inbound  # only what arrives on `interface` (tcpdump -Q in; the `inbound` filter
+        # keyword let nothing through here)
         self.ready_timeout = ready_timeout
         self.name = f"capture-{os.getpid()}-{next(_capture_ids)}"
         self._lines: list[str] | None = None  # set when stopped
@@ -115,6 +118,8 @@ class UnderlayCapture:
 
     def __enter__(self) -> UnderlayCapture:
         argv = ["tcpdump", "-i", self.interface, "-n", "-e", "-tt", "-l", "--immediate-mode"]
+        if self.inbound:
+            argv += ["-Q", "in"]
         if self._pcap is not None:
             argv += ["-U", "-w", str(self._pcap)]  # -U: each frame written as it comes
         argv += self.bpf_filter.split()

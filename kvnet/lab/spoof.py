@@ -112,8 +112,9 @@ def payload(tag: int) -> bytes:
 
 
 # -- the probes: one frame each ----------------------------------------------------------------------------
-def udp_probe(src_mac: str, src_ip: str, to: Nic, tag: int) -> bytes:
-    return ethernet(to.mac, src_mac, ETH_IPV4, udp4(src_ip, to.ip, 40000 + tag % 20000, PROBE_PORT, payload(tag)))
+def udp_probe(src_mac: str, src_ip: str, to: Nic, tag: int, port: int = PROBE_PORT) -> bytes:
+    """A tagged UDP datagram to `to`'s `port`, from whatever source the caller gives."""
+    return ethernet(to.mac, src_mac, ETH_IPV4, udp4(src_ip, to.ip, 40000 + tag % 20000, port, payload(tag)))
 
 
 def forged_mac(sender: Nic, to: Nic, mac: str, tag: int) -> bytes:

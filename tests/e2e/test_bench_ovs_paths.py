@@ -18,7 +18,7 @@ import pytest
 
 from kvnet.bench.dataplane import base
 from kvnet.bench.dataplane.generators import Trafgen
-from kvnet.bench.dataplane.ovs_paths import KVNET_OVS_VXLAN, OVS_PATHS, OVS_VXLAN_REF
+from kvnet.bench.dataplane.ovs_paths import KVNET_OVS_VXLAN, KVNET_OVS_VXLAN_OPEN, OVS_PATHS, OVS_VXLAN_REF
 from kvnet.bench.dataplane.run import DEFAULT_PATHS, run_dataplane_bench
 from kvnet.sys import netns
 
@@ -50,9 +50,10 @@ def test_ovs_paths_are_registered_but_not_default() -> None:
 
 def test_ovs_paths_measured_against_the_hand_built_ovs_reference_and_removed() -> None:
     assert bench_ovs_daemons() == []
-    kvnet_path = replace(KVNET_OVS_VXLAN, lab_name=lambda: f"{PREFIX}{secrets.token_hex(2)}")
-    entries = run_dataplane_bench([OVS_VXLAN_REF.name, kvnet_path], sizes=(64,), seconds=0.5, repeats=1, ping_count=10,
-                                  ns_prefix=PREFIX, generator=Trafgen(gap_us=GAP_US))
+    kvnet_paths = [replace(p, lab_name=lambda: f"{PREFIX}{secrets.token_hex(2)}")
+                   for p in (KVNET_OVS_VXLAN, KVNET_OVS_VXLAN_OPEN)]  # filtered, and without port security
+    entries = run_dataplane_bench([OVS_VXLAN_REF.name, *kvnet_paths], sizes=(64,), seconds=0.5, repeats=1,
+                                  ping_count=10, ns_prefix=PREFIX, generator=Trafgen(gap_us=GAP_US))
     by_path = {e["path"]: e for e in entries}
     for name in OVS_PATHS:
         assert by_path[name]["pps"] > 1000, (name, by_path[name])

@@ -19,3 +19,11 @@ def test_bench_programs_every_port_and_a_second_pass_changes_nothing() -> None:
     assert result["noop_changes"] == 0
     assert result["cold_s"]["median"] > result["noop_s"]["median"] > 0
     assert set(netns.list_with_prefix("kvbo")) == before  # its namespace is gone again
+
+
+def test_bench_with_groups_filters_every_port_and_times_a_member_and_a_rule() -> None:
+    result = run_ovs_programming_bench(ports=20, repeats=1, groups=True)
+    assert result["filtered_ports"] == 20 and result["group_members"] == 20 + 100  # here, and remote
+    assert result["noop_changes"] == 0
+    assert result["member_s"]["median"] > 0 and result["rule_s"]["median"] > 0
+    assert result["flows"] > 20 * 10 + 120  # a flow per rule and port, one per member

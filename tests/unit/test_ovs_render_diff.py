@@ -91,6 +91,10 @@ def test_parse_what_ovs_ofctl_prints() -> None:
                                                                                    "arp_op=1")
     assert parse_flow("b", " cookie=0x1, priority=0 actions=drop") == ObservedFlow("b", 1, 0, 0, "")
     assert parse_flow("b", " cookie=0x1, table=3, ip actions=drop") == ObservedFlow("b", 1, 3, 32768, "ip")
+    with_stats = " cookie=0x1, duration=2.1s, table=42, n_packets=3, n_bytes=180, priority=50,ip,reg5=0x4 actions=drop"
+    assert parse_flow("b", with_stats) == ObservedFlow("b", 1, 42, 50, "ip,reg5=0x4")
+    assert parse_flow("b", " cookie=0x2, table=42, priority=50,conj_id=7,ip actions=goto_table:43") == ObservedFlow(
+        "b", 2, 42, 50, "conj_id=7,ip")
 
 
 def test_host_isolation_wants_kernel_devices_only_and_changes_single_chains() -> None:

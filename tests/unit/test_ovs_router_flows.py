@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from kvnet.dataplane.ovs.flows import ARP, FLOOD, dvr_gateway_macs, render_flows, stale_redirects
+from kvnet.dataplane.ovs.flows import (
+    ARP,
+    CLASSIFY,
+    FLOOD,
+    REDIRECT,
+    dvr_gateway_macs,
+    render_flows,
+    stale_redirects,
+)
 from kvnet.plan import HostPlan, NetworkPlan, PortPlan, RouterLeg, RouterPlan
 
 GW_MAC = "fa:16:3e:00:00:aa"
@@ -40,16 +48,17 @@ def test_a_fip_holders_frames_for_the_gateway_go_to_the_fip_namespace_leg() -> N
     holder = replace(VM, gateway_redirects=((GW_MAC, fq_mac),))
     fip_ns = RouterPlan("r1", "dvr_fip", legs=(RouterLeg("fq-gw", "kvt-fq", "net-a", fq_mac, 1450),), instance="fip")
     plan = replace(PLAN, ports=(holder, LEG), routers=(ROUTER, fip_ns))
-    assert not any(f.table == 0 and f.priority == 110 for f in render_flows(plan, {"net-a": 1}, OFPORTS))  # no fq-
+    assert not any(f.table == REDIRECT and f.priority == 110
+                   for f in render_flows(plan, {"net-a": 1}, OFPORTS))  # no fq- device yet
     flows = render_flows(plan, {"net-a": 1}, {**OFPORTS, "kvt-fq": 7})
-    redirect = [f for f in flows if f.table == 0 and f.priority == 110]
-    assert [(f.match, f.actions.split(",")[0]) for f in redirect] == [(f"ip,in_port=5,dl_dst={GW_MAC}",
-                                                                       f"mod_dl_dst:{fq_mac}")]
-    plain = next(f for f in flows if f.table == 0 and f.match == "in_port=5")  # ARP among the rest
-    assert redirect[0].actions.endswith(plain.actions)  # then classified like any frame of the port
-    assert not any(f.priority == 110 for f in render_flows(PLAN, {"net-a": 1}, OFPORTS) if f.table == 0)
+    redirect = [f for f in flows if f.table == REDIRECT and f.priority == 110]
+    assert [(f.match, f.actions) for f in redirect] == [(f"ip,in_port=5,dl_dst={GW_MAC}",
+                                                         f"mod_dl_dst:{fq_mac},goto_table:{ARP}")]
+    plain = next(f for f in flows if f.table == CLASSIFY and f.match == "in_port=5")  # ARP among the rest
+    assert plain.actions.endswith(f"goto_table:{REDIRECT}")  # classified, then (unfiltered) on to the redirect
+    assert not any(f.priority == 110 for f in render_flows(PLAN, {"net-a": 1}, OFPORTS) if f.table == REDIRECT)
     # The FIP gone: the redirect is the one flow the OVS driver deletes before the router pass.
     without = render_flows(replace(plan, ports=(VM, LEG)), {"net-a": 1}, {**OFPORTS, "kvt-fq": 7})
     assert [(f.table, f.priority, f.match, f.cookie) for f in stale_redirects(flows, without)] == [
-        (0, 110, redirect[0].match, redirect[0].cookie)]
+        (REDIRECT, 110, redirect[0].match, redirect[0].cookie)]
     assert stale_redirects(flows, flows) == []

@@ -77,6 +77,7 @@ class KvnetL2Path:
     receiver_host: str
     dataplane: str = "linux"
     lab_name: Callable[[], str] = bench_lab_name  # tests give their own prefix
+    port_fields: tuple[tuple[str, Any], ...] = ()  # more of both VMs' ports' fields (e.g. port security off)
 
     @contextmanager
     def build(self, prefix: str) -> Iterator[Endpoints]:
@@ -90,7 +91,7 @@ class KvnetL2Path:
                 client.create("subnets", {"network_id": network["id"], "cidr": CIDR})
                 sender = DemoVM("snd", "h1", "bench", "10.92.0.11")
                 receiver = DemoVM("rcv", self.receiver_host, "bench", "10.92.0.12")
-                records = {vm.name: boot_vm(lab, client, vm) for vm in (sender, receiver)}
+                records = {vm.name: boot_vm(lab, client, vm, **dict(self.port_fields)) for vm in (sender, receiver)}
             if ping_until(lab, sender.name, receiver.ip, DEADLINE_S) is None:
                 raise RuntimeError(f"{self.name}: kvnet did not connect the benchmark VMs")
             yield Endpoints(

@@ -6,7 +6,10 @@ ovs-vxlan-ref    sender -- [h1: OVS br-int (vs, vx)] =underlay= [h2: OVS br-int 
                  holding the underlay veth (as in the lab), a static VXLAN port (remote_ip, key 42) and two
                  hand-written flows: VM port <-> VXLAN port. The least OVS can do for this path.
 kvnet-ovs-vxlan  a kvnet lab whose two hosts run OVS (`dataplane="ovs"`), two VMs on one VXLAN network
-                 booted through the API: kv-int, the flow-based `kv-vxlan` port and kvnet's four tables.
+                 booted through the API: kv-int, the flow-based `kv-vxlan` port and kvnet's tables; the VMs
+                 have port security and their project's default group (the benchmark flow is accepted by
+                 its remote-group rule: a conjunction; kvnet.dataplane.ovs.filters)
+kvnet-ovs-vxlan-open  the same with port security off: no filter, the forwarding tables only
 
 The userspace datapath (no openvswitch kernel module here) is far slower than the kernel: about 0.5x
 of the hand-built kernel VXLAN path (`ovs-vxlan-ref`'s reference) and it drops under flat-out load
@@ -92,4 +95,7 @@ OVS_VXLAN_REF = register(OvsVxlanRef())
 KVNET_OVS_VXLAN = register(KvnetL2Path(
     "kvnet-ovs-vxlan", OVS_VXLAN_REF.name, "two VMs on two OVS hosts, kvnet's kv-int and flow-based VXLAN", "h2",
     dataplane="ovs"))
-OVS_PATHS = (OVS_VXLAN_REF.name, KVNET_OVS_VXLAN.name)
+KVNET_OVS_VXLAN_OPEN = register(KvnetL2Path(
+    "kvnet-ovs-vxlan-open", OVS_VXLAN_REF.name, "kvnet-ovs-vxlan with port security off (no filter)", "h2",
+    dataplane="ovs", port_fields=(("port_security_enabled", False), ("security_group_ids", []))))
+OVS_PATHS = (OVS_VXLAN_REF.name, KVNET_OVS_VXLAN_OPEN.name, KVNET_OVS_VXLAN.name)

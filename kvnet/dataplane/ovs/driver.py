@@ -3,8 +3,9 @@
 The two OVS phases:
 1. OVSDB: render the rows (bridges, ports with their local VLAN) -> diff against the IDL -> one
    transaction, which returns once ovs-vswitchd has configured the ports (their ofports are known).
-2. OpenFlow: render the flows (they need the ofports) -> dump kvnet's flows per bridge -> diff by
-   cookie -> one atomic bundle per bridge.
+2. OpenFlow: render the flows (they need the ofports), forwarding and port filters alike (flows.py,
+   filters.py) -> dump kvnet's flows per bridge -> diff by cookie -> one atomic bundle per bridge. A
+   filter the flows cannot express fails its port (and leaves it without flows: it forwards nothing).
 Both are all-or-nothing per transaction or bundle, so a refused one fails every port it serves.
 
 No memory between passes: a fresh driver on a programmed host observes the same tags and ofports,
@@ -33,7 +34,7 @@ from kvnet.dataplane.linux.context import Announce
 from kvnet.dataplane.linux.router import FipAnnounce, RouterDriver, Routers
 from kvnet.dataplane.linux.router_diff import RouterChanges
 from kvnet.dataplane.manager import Manager, run_phases
-from kvnet.dataplane.ovs import host_isolation, openflow
+from kvnet.dataplane.ovs import filters, host_isolation, openflow
 from kvnet.dataplane.ovs.diff import DbChanges, FlowChanges, diff_db, diff_flows
 from kvnet.dataplane.ovs.flows import is_redirect, render_flows, stale_redirects
 from kvnet.dataplane.ovs.monitor import RestartMonitor
@@ -84,7 +85,8 @@ class OvsDriver:
             OvsdbRows(self),
             # 4. Under `netdev`, a drop chain per port OVS opened -- before the flows make it ACTIVE.
             HostIsolation(self),
-            # 5. OpenFlow, one bundle per bridge, from the ofports of 3.
+            # 5. OpenFlow, one bundle per bridge, from the ofports of 3: forwarding and port filters
+            #    together, so a port never forwards without its filter (flows.py).
             OpenFlow(self),
             # 6. Announce new floating IPs once their legs are on kv-int with their flows.
             *((FipAnnounce(announce),) if routers is not None else ()),
@@ -249,6 +251,9 @@ class OpenFlow:
                 continue
             result.added["flow"] += len(changes.add.get(bridge, []))
             result.removed["flow"] += len(changes.delete.get(bridge, []))
+        devices = {p.port_id: p.device for p in ctx.plan.ports}
+        for port_id, why in sorted(filters.refused(ctx.plan).items()):  # left without flows: forwards nothing
+            result.fail("filter", devices.get(port_id, port_id), why, [port_id])
         driver.installed = flows
         driver.used_ofports = {name: ctx.observed.ofports.get(name, -1) for name in ctx.desired.ports}
         return result

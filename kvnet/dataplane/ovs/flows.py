@@ -4,16 +4,36 @@ The OpenFlow tables, in one place
 =================================
 kv-int (the integration bridge; fail_mode=secure, so without kvnet's flows it forwards nothing).
 Inside kv-int a frame carries its network as reg6 = the network's local VLAN (lvid) and where it came
-from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent back to one).
+from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent back to one). While a
+port filter looks at it, reg5 = the filtered port's ofport (the sender on egress, the receiver on
+ingress) and reg4 = that port's conntrack zone (its network's; `kvnet.dataplane.ovs.tables`).
 
-  table 0  CLASSIFY   in_port=<VM port>                    -> reg6=lvid, reg7=0, goto 10
-                      ip, in_port=<VM port with a FIP on a DVR host>, dl_dst=<shared gateway MAC> (priority
-                                                           110) -> dl_dst = the router's FIP namespace leg
-                                                              (`fq-`) MAC, then as above (kvnet.agent.routing)
+  table 0  CLASSIFY   in_port=<VM port with port security> -> reg6=lvid, reg7=0, reg5=port, reg4=zone,
+                                                           goto 1 (its filter comes before anything else)
+                      in_port=<other VM port, router leg>  -> reg6=lvid, reg7=0, goto 5 (explicitly unfiltered)
                       in_port=kv-vxlan|kv-gre, tun_id=<seg> -> reg6=lvid, reg7=1, goto 20
                       in_port=<patch to kvp-nic>, dl_vlan=lvid -> strip the tag, reg6=lvid, reg7=1, goto 20
                       anything else                        -> drop (priority 0; also the canary flow
-                                                              whose absence means vswitchd lost its flows)
+                                                              whose absence means vswitchd lost its flows;
+                                                              and where a port whose filter could not be
+                                                              rendered ends: it has no flow here)
+  table 1  EGRESS_SPOOF  what a filtered port may send (stateless; kvnet.dataplane.ovs.filters):
+                      a VLAN tag, a DHCP(v6) server's answer, a router advertisement -> drop (110)
+                      ARP request/reply with dl_src = arp_sha = a MAC of its sources and arp_spa in that
+                      MAC's addresses; ND/MLD from its IPv6 sources (an advertisement only for its own
+                      addresses), DAD from :: -> goto 5 (stateless, no conntrack)
+                      IPv4/IPv6 with dl_src and source address a pair of its sources (and a DHCP
+                      client's discover from 0.0.0.0) -> ct(zone=reg4, table=2)
+                      anything else (other ethertypes, other addresses) -> drop
+  table 2  EGRESS_RULES  after conntrack: +inv -> drop; +rpl or +rel (the connection not marked) -> goto 5;
+                      a marked connection -> drop; the port's egress rules (reg5, match on the
+                      destination; remote groups as conjunctions, kvnet.dataplane.ovs.filter_rules)
+                      -> goto 3; +est that no rule allows any more -> mark the connection
+                      (ct_mark bit 0: it passes nothing from now on, replies neither), drop; -> drop
+  table 3  EGRESS_COMMIT +new -> ct(commit); goto 5
+  table 5  REDIRECT   ip, in_port=<VM port with a FIP on a DVR host>, dl_dst=<shared gateway MAC> (priority
+                      110) -> dl_dst = the router's FIP namespace leg (`fq-`) MAC (kvnet.agent.routing),
+                      after the port's filter; anything else -> goto 10
   table 10 ARP        ARP request for an IP in the plan's arp_entries -> answered here (the request is
                       turned into the reply and sent back out of the port it came in on)
                       other ARP requests on a tunnel network with the responder on -> this host's
@@ -22,7 +42,7 @@ from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent b
                       does, while its bridge still floods locally); this is how a VM finds its
                       distributed router's gateway leg, which is on every host and in no ARP table
                       anything else -> goto 20
-  table 20 L2         dl_dst=<local VM MAC>  -> output to its port
+  table 20 L2         dl_dst=<local VM MAC>  -> to its port (below)
                       dl_dst=<remote MAC> (L2 population, frames from local ports only)
                                              -> tun_id=<seg>, tun_dst=<host's tunnel IP>, output to the tunnel port
                       anything else -> goto 30
@@ -33,6 +53,21 @@ from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent b
                       gateway MAC (its `qr-` leg here; priority 110) -> local ports only: that MAC is on every
                       host of the router, so a frame from it is never flooded into the tunnels
                       anything else -> drop
+  "To a port" (tables 10, 20, 30): output:<port> for an unfiltered port; for a filtered one
+  reg5=port, resubmit(,40) -- every local delivery passes its ingress filter (each copy of a flood too:
+  ct(table=) forks, the original goes on with the next action):
+  table 40 INGRESS    reg5=<port>, dl_dst = one of its MACs, or broadcast/multicast -> reg4=zone, goto 41
+                      anything else (unicast for another MAC) -> drop
+  table 41 INGRESS_BASE  ARP, ND/MLD -> output:reg5 (stateless); IPv4/IPv6 -> ct(zone=reg4, table=42);
+                      anything else -> drop
+  table 42 INGRESS_RULES  as table 2, with the port's ingress rules (match on the source); accepted
+                      replies -> output:reg5, accepted by a rule -> goto 43
+  table 43 INGRESS_COMMIT +new -> ct(commit); output:reg5
+
+Two filtered ports on one host see a connection twice in the same zone (the sender's egress, the
+receiver's ingress), so both their rules decide, as between hosts. A removed rule ends the connections
+it allowed at their next packet in the original direction (table 2/42's mark), which also holds after
+an agent restart: nothing but the flows decides.
 
 kvp-<nic> (one per physnet interface; fail_mode=secure):
 
@@ -56,6 +91,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
+from kvnet.dataplane.ovs import filters
 from kvnet.dataplane.ovs.state import (
     INT_BRIDGE,
     TUNNEL_PORTS,
@@ -65,10 +101,11 @@ from kvnet.dataplane.ovs.state import (
     phys_patch,
     physnet_bridge,
 )
-from kvnet.plan import HostPlan, NetworkPlan
+from kvnet.dataplane.ovs.tables import ARP, CLASSIFY, FLOOD, L2, REDIRECT
+from kvnet.plan import HostPlan, NetworkPlan, PortPlan
 
-CLASSIFY, ARP, L2, FLOOD = 0, 10, 20, 30
-REDIRECT_PRIORITY = 110  # in CLASSIFY: a FIP holder's IPv4 frames for its gateway, to the `fq-` leg
+__all__ = ["ARP", "CLASSIFY", "FLOOD", "L2", "REDIRECT", "canary", "is_redirect", "render_flows", "stale_redirects"]
+REDIRECT_PRIORITY = 110  # in REDIRECT: a FIP holder's IPv4 frames for its gateway, to the `fq-` leg
 VLAN_PRESENT = 0x1000
 DVR_ROLES = ("dvr", "dvr_snat")
 INTERFACE_LEG = "qr-"
@@ -93,11 +130,14 @@ def canary(bridge: str = INT_BRIDGE) -> Flow:
 def render_flows(plan: HostPlan, lvids: Mapping[str, int], ofports: Mapping[str, int]) -> list[Flow]:
     if not plan.networks:
         return []
-    out = [canary(), Flow(INT_BRIDGE, ARP, 0, "", f"goto_table:{L2}"),
+    out = [canary(), Flow(INT_BRIDGE, REDIRECT, 0, "", f"goto_table:{ARP}"),
+           Flow(INT_BRIDGE, ARP, 0, "", f"goto_table:{L2}"),
            Flow(INT_BRIDGE, L2, 0, "", f"goto_table:{FLOOD}"), Flow(INT_BRIDGE, FLOOD, 0, "", "drop")]
     shared = dvr_gateway_macs(plan)
+    refused = filters.refused(plan)
     for net in plan.networks:
-        out += _network_flows(plan, net, lvids[net.network_id], ofports, shared.get(net.network_id, ()))
+        out += _network_flows(plan, net, lvids[net.network_id], ofports, refused, shared.get(net.network_id, ()))
+    out += filters.render_filters(plan, ofports, refused)
     out = list(dict.fromkeys(out))  # networks sharing a physnet bridge share its canary
     keys = [(f.bridge, f.table, f.priority, f.match) for f in out]
     if len(set(keys)) != len(keys):
@@ -106,7 +146,7 @@ def render_flows(plan: HostPlan, lvids: Mapping[str, int], ofports: Mapping[str,
 
 
 def is_redirect(flow: Flow) -> bool:
-    return flow.bridge == INT_BRIDGE and flow.table == CLASSIFY and flow.priority == REDIRECT_PRIORITY
+    return flow.bridge == INT_BRIDGE and flow.table == REDIRECT and flow.priority == REDIRECT_PRIORITY
 
 
 def stale_redirects(installed: list[Flow], desired: list[Flow]) -> list[ObservedFlow]:
@@ -116,31 +156,33 @@ def stale_redirects(installed: list[Flow], desired: list[Flow]) -> list[Observed
             if is_redirect(f) and f.cookie not in wanted]
 
 
-def _local_ports(plan: HostPlan, net: NetworkPlan, ofports: Mapping[str, int]) -> list[tuple[str, int]]:
-    """(mac, ofport) of the network's ports on this host whose device exists."""
-    return [(p.mac, ofports[p.device]) for p in plan.ports
+def _local_ports(plan: HostPlan, net: NetworkPlan, ofports: Mapping[str, int]) -> list[tuple[PortPlan, int]]:
+    """The network's ports on this host whose device exists, with their ofport."""
+    return [(p, ofports[p.device]) for p in plan.ports
             if p.network_id == net.network_id and ofports.get(p.device, -1) > 0]
 
 
 def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping[str, int],
-                   gateway_macs: tuple[str, ...] = ()) -> Iterator[Flow]:
+                   refused: Mapping[str, str], gateway_macs: tuple[str, ...] = ()) -> Iterator[Flow]:
+    """`refused`: port id -> why its filter cannot be installed (it gets no CLASSIFY flow)."""
     local = _local_ports(plan, net, ofports)
-    outputs = [f"output:{ofport}" for _, ofport in local]
+    filtered = filters.by_device(plan)
+    outputs = [filters.to_port(ofport, port.device in filtered) for port, ofport in local]
     tag = f"reg6={lvid:#x}"
-    classify = f"load:{lvid:#x}->NXM_NX_REG6[],load:0->NXM_NX_REG7[],goto_table:{ARP}"
-    for mac, ofport in local:
-        yield Flow(INT_BRIDGE, CLASSIFY, 100, f"in_port={ofport}", classify)
-        yield Flow(INT_BRIDGE, L2, 100, f"{tag},dl_dst={mac}", f"output:{ofport}")
+    for port, ofport in local:
+        flt = filtered.get(port.device)
+        if flt is None or flt.port_id not in refused:  # a refused filter: the port's frames go nowhere
+            yield Flow(INT_BRIDGE, CLASSIFY, 100, f"in_port={ofport}",
+                       f"load:{lvid:#x}->NXM_NX_REG6[],load:0->NXM_NX_REG7[],{filters.classify_next(flt, ofport)}")
+        yield Flow(INT_BRIDGE, L2, 100, f"{tag},dl_dst={port.mac}", filters.to_port(ofport, flt is not None))
     leg_devices = plan.router_leg_devices()
-    for port in plan.ports:
-        ofport = ofports.get(port.device, -1)
-        if port.network_id == net.network_id and ofport > 0:
-            for gateway, leg in port.gateway_redirects:
-                # IPv4 only (ARP for the gateway IP must reach the leg that has it); never towards
-                # a MAC nobody has.
-                if ofports.get(leg_devices.get(leg, ""), -1) > 0:
-                    yield Flow(INT_BRIDGE, CLASSIFY, REDIRECT_PRIORITY, f"ip,in_port={ofport},dl_dst={gateway}",
-                               f"mod_dl_dst:{leg},{classify}")
+    for port, ofport in local:
+        for gateway, leg in port.gateway_redirects:
+            # IPv4 only (ARP for the gateway IP must reach the leg that has it); never towards
+            # a MAC nobody has. After the port's egress filter, like every frame of the port.
+            if ofports.get(leg_devices.get(leg, ""), -1) > 0:
+                yield Flow(INT_BRIDGE, REDIRECT, REDIRECT_PRIORITY, f"ip,in_port={ofport},dl_dst={gateway}",
+                           f"mod_dl_dst:{leg},goto_table:{ARP}")
     uplink: list[str] = []  # flood actions towards the outside (tunnels or the physnet)
     tunnel_port = TUNNEL_PORTS.get(net.network_type)
     tunnel_ofport = ofports.get(tunnel_port or "", -1)

@@ -34,8 +34,16 @@ def dump(rundir: Path, bridge: str, cookie_match: str = OWNED_COOKIE_MATCH) -> l
     return [parse_flow(bridge, line) for line in out.splitlines() if line.strip().startswith("cookie=")]
 
 
+# What `--no-stats` prints for a flow with an explicit priority (every flow kvnet writes): parsed in one go.
+_PLAIN = re.compile(r"\s*cookie=(0x[0-9a-f]+), (?:table=(\d+), )?priority=(\d+)(?:,(\S+))? actions=")
+
+
 def parse_flow(bridge: str, line: str) -> ObservedFlow:
     """` cookie=0x.., table=10, priority=100,arp,reg6=0x5 actions=...` -> cookie, table, priority, match."""
+    plain = _PLAIN.match(line)
+    if plain:
+        cookie, table, priority, match = plain.groups()
+        return ObservedFlow(bridge, int(cookie, 16), int(table or 0), int(priority), match or "")
     head = line.strip().split(" actions=", 1)[0]
     cookie = int(re.search(r"cookie=(0x[0-9a-f]+)", head).group(1), 16)  # type: ignore[union-attr]
     table_m = re.search(r"\btable=(\d+)", head)
