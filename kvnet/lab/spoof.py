@@ -9,7 +9,7 @@ side can count.
 
 Every UDP probe carries `MARKER` and a tag in its payload, so a receiver counts exactly the probes of
 one case (`received`); ARP and router advertisements carry no payload and are recognised by their
-fields (`arp_claims`, `router_adverts`). Receivers: `kvnet.lab.probe.UnderlayCapture(lab, "",
+fields (`arp_claims`, `router_adverts`, `neighbour_adverts`). Receivers: `kvnet.lab.probe.UnderlayCapture(lab, "",
 netns=<vm ns>, interface="eth0", pcap=True)` in the victim, or the victim's neighbour cache.
 """
 
@@ -29,7 +29,7 @@ ALL_NODES = "33:33:00:00:00:01"  # the Ethernet address of ff02::1
 ETH_IPV4, ETH_ARP, ETH_IPV6 = 0x0800, 0x0806, 0x86DD
 UDP, ICMPV6 = 17, 58
 ARP_REQUEST, ARP_REPLY = 1, 2
-ROUTER_ADVERT = 134
+ROUTER_ADVERT, NEIGHBOUR_ADVERT = 134, 136
 PROBE_PORT = 9  # discard: nothing answers, nothing minds
 # The sender, run with the VM namespace's own interpreter: one socket, the frames as hex arguments.
 SENDER = ("import socket, sys\n"
@@ -154,6 +154,15 @@ def router_advertisement(sender_mac: str) -> bytes:
     return ethernet(ALL_NODES, sender_mac, ETH_IPV6, icmpv6(link_local(sender_mac), "ff02::1", ROUTER_ADVERT, 0, body))
 
 
+def neighbour_advertisement(sender_mac: str, target_ip: str) -> bytes:
+    """An unsolicited IPv6 neighbour advertisement from the sender's own link-local address to all
+    nodes, overriding: "`target_ip` is at my MAC" -- the IPv6 form of a gratuitous ARP reply."""
+    body = (struct.pack("!I", 0x20000000) + ipaddress.IPv6Address(target_ip).packed  # O(verride) flag
+            + bytes([2, 1]) + mac_bytes(sender_mac))  # the target link-layer address option
+    return ethernet(ALL_NODES, sender_mac, ETH_IPV6,
+                    icmpv6(link_local(sender_mac), "ff02::1", NEIGHBOUR_ADVERT, 0, body))
+
+
 # -- sending and counting ----------------------------------------------------------------------------------
 def send(netns: str, frames: Sequence[bytes], interface: str = "eth0") -> None:
     """Send `frames` as they are from `interface` in `netns` (a lab VM), in order."""
@@ -176,6 +185,13 @@ def router_adverts(frames: Iterable[bytes], mac: str) -> int:
     """How many captured frames are router advertisements from `mac`."""
     return sum(1 for f in frames if f[6:12] == mac_bytes(mac) and f[12:14] == struct.pack("!H", ETH_IPV6)
                and f[20] == ICMPV6 and f[54] == ROUTER_ADVERT)
+
+
+def neighbour_adverts(frames: Iterable[bytes], target_ip: str, mac: str) -> int:
+    """How many captured frames advertise `target_ip` at `mac`."""
+    claim = ipaddress.IPv6Address(target_ip).packed + bytes([2, 1]) + mac_bytes(mac)
+    return sum(1 for f in frames if f[12:14] == struct.pack("!H", ETH_IPV6) and f[20] == ICMPV6
+               and f[54] == NEIGHBOUR_ADVERT and f[62:86] == claim)
 
 
 def neighbour(netns: str, ip: str, interface: str = "eth0") -> str | None:

@@ -153,6 +153,10 @@ def _json_value(text: str) -> Any:
         return text[1:-1]
     if text.isdigit():
         return int(text)
+    if text.startswith("0x"):  # a raw field's integer (or a range): a number if it fits 64 bits, as nft does
+        values = [int(v, 16) for v in text.split("-")]
+        shown = [v if v < 2**64 else hex(v) for v in values]
+        return shown[0] if len(shown) == 1 else {"range": shown}
     if "/" in text:
         net = ipaddress.ip_network(text)
         if net.num_addresses == 1:

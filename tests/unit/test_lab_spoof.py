@@ -72,6 +72,16 @@ def test_router_advertisement_has_its_icmpv6_checksum_and_is_recognised() -> Non
     assert spoof.router_adverts([frame], ME.mac) == 1 and spoof.router_adverts([frame], YOU.mac) == 0
 
 
+def test_neighbour_advertisement_claims_its_target_for_the_sender() -> None:
+    frame = spoof.neighbour_advertisement(ME.mac, spoof.link_local(YOU.mac))
+    packet = frame[14:]
+    src, dst, message = packet[8:24], packet[24:40], packet[40:]
+    pseudo = src + dst + struct.pack("!IxxxB", len(message), 58)
+    assert spoof.checksum(pseudo + message) == 0 and message[0] == spoof.NEIGHBOUR_ADVERT
+    assert spoof.neighbour_adverts([frame], spoof.link_local(YOU.mac), ME.mac) == 1
+    assert spoof.neighbour_adverts([frame], spoof.link_local(ME.mac), ME.mac) == 0
+
+
 def test_tags_count_their_own_probes_only() -> None:
     frames = [spoof.forged_ip(ME, YOU, "10.0.0.9", tag=1), spoof.forged_ip(ME, YOU, "10.0.0.9", tag=12)]
     assert spoof.received(frames, 1) == spoof.received(frames, 12) == 1 and spoof.received(frames, 2) == 0

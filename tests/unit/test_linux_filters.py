@@ -8,12 +8,13 @@ import ipaddress
 from dataclasses import replace
 
 from kvnet.dataplane.linux.conntrack_sweep import Conn, allowed, parse
-from kvnet.dataplane.linux.filter_objects import ObservedFilters, diff, element_text, script
+from kvnet.dataplane.linux.filter_objects import ObservedFilters, diff, element_text, nd_target_text, script
 from kvnet.dataplane.linux.filter_render import (
     BRIDGE,
     FIXED_CHAINS,
     INET,
     RECEIVING,
+    address_integers,
     assign_marks,
     render_filters,
     rule_line,
@@ -94,7 +95,7 @@ def test_a_thousand_rules_are_as_many_lookups_as_ten() -> None:
         want = render_filters(replace(PLAN, filters=(replace(FLT, rules=rules),)), set(), {})
         (ingress,) = [rules for (family, name), rules in want.chains.items() if name.startswith("i-")]
         return len(ingress), max(len(v) for k, v in want.elements.items() if k[1].startswith("r"))
-    assert chain_for(10) == (4, 10) and chain_for(1000) == (4, 1000)
+    assert chain_for(10) == (5, 10) and chain_for(1000) == (5, 1000)
 
 
 def test_a_fip_holders_frames_are_readdressed_only_to_a_leg_that_exists() -> None:
@@ -166,6 +167,15 @@ def test_nfts_json_reads_back_as_kvnet_wrote_it() -> None:
     assert element_text({"jump": {"target": "e-0123456789ab"}}) == "jump e-0123456789ab"
     assert element_text({"accept": None}) == "accept"
     assert element_text(65537) == "65537" and element_text("fe80::1") == "fe80::1/128"
+
+
+def test_neighbour_advertisement_targets_read_back_whether_nft_gives_a_number_or_hex() -> None:
+    assert address_integers("fe80::1/128") == "0xfe800000000000000000000000000001"
+    assert address_integers("::100/120") == "0x00000000000000000000000000000100-0x000000000000000000000000000001ff"
+    small = {"concat": ["kvt-a", "fa:16:3e:00:00:01", {"range": [256, 511]}]}
+    big = {"concat": ["kvt-a", "fa:16:3e:00:00:01", "0xfe800000000000000000000000000001"]}
+    assert nd_target_text(small) == '"kvt-a" . fa:16:3e:00:00:01 . ' + address_integers("::100/120")
+    assert nd_target_text(big) == '"kvt-a" . fa:16:3e:00:00:01 . ' + address_integers("fe80::1/128")
 
 
 def test_conntrack_entries_are_parsed_in_their_original_direction() -> None:

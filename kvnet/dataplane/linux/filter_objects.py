@@ -27,6 +27,7 @@ from kvnet.dataplane.linux.filter_render import (
     TABLE,
     Container,
     DesiredFilters,
+    hex128,
 )
 from kvnet.sys.cmd import in_netns
 from kvnet.sys.runner import Runner, json_of
@@ -109,9 +110,27 @@ def _elements(runner: Runner, netns: str | None, key: tuple[str, str], is_map: b
         for elem in row.get("elem", []):
             if is_map:
                 out[element_text(elem[0])] = element_text(elem[1])
+            elif key == ND_TARGETS:
+                out[nd_target_text(elem)] = ""
             else:
                 out[element_text(elem)] = ""
     return out
+
+
+def nd_target_text(elem: dict[str, Any]) -> str:
+    """An `nd_targets` element: its address is a raw 128-bit field, which nft's JSON gives as a number
+    when it is small and as a hex string when not."""
+    *named, raw = elem["concat"]
+    return " . ".join([element_text(v) for v in named] + [raw128_text(raw)])
+
+
+def raw128_text(value: Any) -> str:
+    if isinstance(value, dict):
+        return "-".join(raw128_text(v) for v in value["range"])
+    return hex128(int(value, 16) if isinstance(value, str) else value)
+
+
+ND_TARGETS = (BRIDGE, "nd_targets")
 
 
 def element_text(value: Any) -> str:

@@ -8,11 +8,12 @@ chain -- and a packet costs a few hash or interval lookups however many ports an
   from_ports (prerouting, before everything else) a frame from a `kvt-` device kvnet does not plan here
              is dropped (a tap whose filter is not in place forwards nothing); from a filtered port,
              it must carry one of the port's MACs (`macs`), an address with its MAC (`v4`, `v6`; ARP
-             the same), no DHCP server or router advertisement and no other ethertype; it gets the
-             port's mark (`sender`), and a FIP holder's IPv4 frame for its distributed router's
-             shared gateway MAC is readdressed to the router's FIP namespace leg (`redirects`).
-  to_ports   (forward) a filtered port receives unicast only for its MACs, and the frame gets the
-             port's receiving mark (`receiver`: 0x10000 | its index).
+             the same, and a neighbour advertisement's target: `nd_targets`), no DHCP server or
+             router advertisement and no other ethertype; it gets the port's mark (`sender`), and a
+             FIP holder's IPv4 frame for its distributed router's shared gateway MAC is readdressed
+             to the router's FIP namespace leg (`redirects`).
+  to_ports   (forward) a filtered port receives IPv4, ARP and IPv6 only, unicast only for its MACs,
+             and the frame gets the port's receiving mark (`receiver`: 0x10000 | its index).
   to_host    (input) nothing from a port or a tunnel reaches the host's own stack.
 `inet kvnet` -- stateful, on the same frames as br_netfilter hands them to IP (bridge-nf-call-iptables):
   conntrack_zone (prerouting, raw) the bridge's network's conntrack zone (`zones`), so two tenants
@@ -20,14 +21,15 @@ chain -- and a packet costs a few hash or interval lookups however many ports an
   egress     (prerouting, after conntrack) the sender's rules (`sg_out`: its mark -> its rule chain).
   ingress    (forward) the receiver's rules (`sg_in`).
 A rule chain (`e-`/`i-` + digest of its content) is shared by every port with the same rules:
-established and related pass, invalid is dropped, a new connection needs a rule (`return`). Its rules
-are elements of a few sets (`kvnet.dataplane.linux.rule_sets`); a rule with a remote group is a rule
-of its own, the group's members an interval set (`g4-<group id>`, `g6-...`).
+established and related pass, invalid is dropped, neighbour discovery passes, a new connection needs
+a rule (`return`). Its rules are elements of a few sets (`kvnet.dataplane.linux.rule_sets`); a rule
+with a remote group is a rule of its own, the group's members an interval set (`g4-<group id>`, ...).
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -59,13 +61,16 @@ class Container:
 
 # The tables' fixed part: containers, then base chains and the chains they go to. A change here is a
 # new version: the agent then rebuilds both tables in one transaction (`filter_objects`).
-SKELETON_VERSION = "v2"
+SKELETON_VERSION = "v3"
 CONTAINERS = (
     Container(BRIDGE, "ports", "type ifname;"),  # every kvt- device kvnet plans here
     Container(BRIDGE, "filtered", "type ifname;"),  # ports with port security
     Container(BRIDGE, "macs", "type ifname . ether_addr;"),
     Container(BRIDGE, "v4", "type ifname . ether_addr . ipv4_addr; flags interval;"),
     Container(BRIDGE, "v6", "type ifname . ether_addr . ipv6_addr; flags interval;"),
+    # A neighbour advertisement's target (the ICMPv6 bytes 8-23): nft 1.0 has no name for the field,
+    # so the set is typed by the raw payload and its elements are the addresses as 128-bit integers.
+    Container(BRIDGE, "nd_targets", "typeof iifname . ether saddr . @th,64,128; flags interval;"),
     Container(BRIDGE, "sender", "type ifname : mark;", is_map=True),
     Container(BRIDGE, "receiver", "type ifname : mark;", is_map=True),
     Container(BRIDGE, "redirects", "type ifname . ether_addr : ether_addr;", is_map=True),
@@ -98,6 +103,7 @@ FIXED_CHAINS: dict[tuple[str, str], tuple[str, ...]] = {
         "udp sport 547 udp dport 546 drop",  # a DHCPv6 server's answer
         "icmpv6 type nd-router-advert drop",
         "ip6 saddr :: icmpv6 type nd-neighbor-solicit goto with_mark",  # duplicate address detection
+        "icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @nd_targets drop",
         "ether type ip6 iifname . ether saddr . ip6 saddr != @v6 drop",
         "ether type != { ip, arp, ip6 } drop",  # a VLAN tag would carry any of the above past the checks
         "goto with_mark",
@@ -106,6 +112,7 @@ FIXED_CHAINS: dict[tuple[str, str], tuple[str, ...]] = {
         f'oifname != "{PORT_DEVICES}" accept',
         "oifname != @ports drop",
         "oifname != @filtered accept",
+        "ether type != { ip, arp, ip6 } drop",
         "meta pkttype != { broadcast, multicast } oifname . ether daddr != @macs drop",
         "meta mark set oifname map @receiver",
     ),
@@ -179,10 +186,23 @@ def _render_port(out: DesiredFilters, flt: PortFilter, mark: int) -> None:
         out.add((BRIDGE, "macs"), f"{dev} . {mac}")
     for cidr, mac in flt.sources:
         out.add((BRIDGE, "v6" if ":" in cidr else "v4"), f"{dev} . {mac} . {cidr}")
+        if ":" in cidr:
+            out.add((BRIDGE, "nd_targets"), f"{dev} . {mac} . {address_integers(cidr)}")
     out.add((BRIDGE, "sender"), dev, str(mark))
     out.add((BRIDGE, "receiver"), dev, str(RECEIVING | mark))
     out.add((INET, "sg_out"), str(mark), f"jump {_rule_chain(out, flt, EGRESS)}")
     out.add((INET, "sg_in"), str(RECEIVING | mark), f"jump {_rule_chain(out, flt, INGRESS)}")
+
+
+def address_integers(cidr: str) -> str:
+    """An IPv6 prefix as nft writes a raw 128-bit field: one integer, or a range of them."""
+    net = ipaddress.ip_network(cidr)
+    low, high = int(net.network_address), int(net.broadcast_address)
+    return hex128(low) if low == high else f"{hex128(low)}-{hex128(high)}"
+
+
+def hex128(value: int) -> str:
+    return f"0x{value:032x}"
 
 
 def quoted(device: str) -> str:
@@ -216,7 +236,8 @@ def _rule_chain(out: DesiredFilters, flt: PortFilter, direction: str) -> str:
 def sg_chain(out: DesiredFilters, rules: tuple[RuleMatch, ...], direction: str) -> list[str]:
     """Established and related pass, invalid is dropped, a new connection needs one of the rules for
     `direction`: a lookup in a few sets, and a rule of its own per remote-group rule."""
-    lines = ["ct state established,related return", "ct state invalid drop"]
+    lines = ["ct state established,related return", "ct state invalid drop",
+             f"icmpv6 type {NEIGHBOUR_DISCOVERY} return"]
     for version in ("4", "6"):
         mine = [r for r in rules if r.direction == direction and r.ethertype == f"IPv{version}"]
         for kind, elements in rule_sets([r for r in mine if not r.remote_group], version):
@@ -226,6 +247,12 @@ def sg_chain(out: DesiredFilters, rules: tuple[RuleMatch, ...], direction: str) 
     lines.append("drop")
     return lines
 
+
+# Multicast listener and neighbour discovery pass both ways whatever the rules (conntrack leaves them
+# untracked): IPv6 does not work without them. Forged ones never get this far -- router adverts
+# from a port, and advertisements or sources not of the port, are dropped on the bridge.
+NEIGHBOUR_DISCOVERY = ("{ mld-listener-query, mld-listener-report, mld-listener-done, nd-router-solicit, "
+                       "nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, mld2-listener-report }")
 
 # What a connection's first packet is looked up by, per kind of rule and IP version; `{peer}` is the
 # other end (the source for ingress, the destination for egress). Every field is a range
