@@ -261,7 +261,8 @@ def reach(cloud: Cloud, sender: str, receivers: list[str], caps: list[UnderlayCa
             spoof.send(cloud.ns(sender), [probe])
             return spoof.received(cap.frames(), tag)
 
-        assert wait_until(arrived, 5, interval_s=0.2), f"{sender} -> {vm}: the probe tagged {tag} never arrived"
+        assert wait_until(arrived, 5, interval_s=0.2) is not None, \
+            f"{sender} -> {vm}: the probe tagged {tag} never arrived"
 
 
 @pytest.mark.parametrize("case", sorted(SPOOF_CASES))
@@ -290,7 +291,8 @@ def test_without_port_security_nothing_is_filtered(cloud: Cloud) -> None:
                                          spoof.arp_claim(opn, vic2.ip, vic)])
         assert spoof.received(cap2.frames(), 6) == spoof.received(cap2.frames(), 7) == 1
         assert spoof.router_adverts(cap.frames(), opn.mac) == 1
-        assert wait_until(lambda: spoof.neighbour(cloud.ns("vic"), vic2.ip) == opn.mac, 5), "ARP claim not taken"
+        taken = wait_until(lambda: spoof.neighbour(cloud.ns("vic"), vic2.ip) == opn.mac, 5)
+        assert taken is not None, "ARP claim not taken"
     finally:
         seed_neighbours(cloud, "vic", list(seeded))
     with echo_server(cloud.lab, "opn", tcp=(7777,)):
@@ -428,7 +430,7 @@ def test_overlapping_tenants_keep_separate_connection_tracking(cloud: Cloud) -> 
     peer = cloud.vm("bz2").ip
     with echo_server(lab, "bz2", udp=(6000, 6100)), echo_server(lab, "rz2", udp=(6000,)):
         for vm in ("bz1", "rz1"):  # each path once first (OVS drops what it sends a tunnel peer not yet resolved)
-            assert wait_until(lambda vm=vm: udp_echo(lab, vm, peer, 6000, 6002, "warm", timeout=0.3), 5)
+            assert wait_until(lambda vm=vm: udp_echo(lab, vm, peer, 6000, 6002, "warm", timeout=0.3), 5) is not None
         with ThreadPoolExecutor(2) as pool:
             for i in range(3):
                 blue = pool.submit(udp_echo, lab, "bz1", peer, 6000, 6001, f"blue{i}")
@@ -441,7 +443,8 @@ def test_overlapping_tenants_keep_separate_connection_tracking(cloud: Cloud) -> 
         udp_echo(lab, "rz2", rz1, 6001, 6000, spoof.payload(12).decode(), timeout=0.2)  # red's own reply
         udp_echo(lab, "bz2", bz1, 6101, 6100, spoof.payload(9).decode(), timeout=0.2)  # blue's own reply
         for cap, tag in ((red_cap, 12), (blue_cap, 9)):
-            assert wait_until(lambda cap=cap, tag=tag: spoof.received(cap.frames(), tag), 5), f"reply {tag} lost"
+            got = wait_until(lambda cap=cap, tag=tag: spoof.received(cap.frames(), tag), 5)
+            assert got is not None, f"reply {tag} lost"
     assert spoof.received(red_cap.frames(), 8) == 0
 
 
