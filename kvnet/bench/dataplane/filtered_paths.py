@@ -10,6 +10,8 @@ is primed: one packet of the flow's 5-tuple, then one answer from the receiver; 
 established and passes on its conntrack entry, as an answered flow does. `-new` paths (`--paths
 kvnet-bridge-sg1000-new`, ...) skip the priming: the worst case, every packet a new connection.
 
+On OVS hosts, `kvnet-ovs-vxlan-sg10` (and `-sg1000`, `-rg1000`) compare with `kvnet-ovs-vxlan-open`.
+
 The hand-built references (`bridge-nft-ref`, `vxlan-nft-ref`) are the `bridge` and `vxlan` paths with
 the same construct written by hand: a stateless check on the sender's port in a bridge table, and in
 an inet table the network's conntrack zone, then the receiver's rules as one set lookup.
@@ -127,9 +129,9 @@ class KvnetFilteredPath(KvnetL2Path):
 
 
 def _filtered(base: str, host: str, security: Security, what: str, *, primed: bool = True) -> None:
-    reference = f"{base}-nft-ref" if not security.open else base
     suffix = "" if primed else "-new"
-    register(KvnetFilteredPath(f"kvnet-{base}-{security.name}{suffix}", reference + suffix,
+    reference = base if security.open else f"{base}-nft-ref{suffix}"
+    register(KvnetFilteredPath(f"kvnet-{base}-{security.name}{suffix}", reference,
                                f"{what}, {security.name}" + ("" if primed else ", every packet new"), host,
                                lab_name=bench_lab_name, security=security, primed=primed))
 
@@ -140,6 +142,10 @@ for _security in SECURITY:
     for _primed in (True, False):
         _filtered("bridge", "h1", _security, "two VMs on one host, bridged by kvnet", primed=_primed)
         _filtered("vxlan", "h2", _security, "two VMs on two hosts, kvnet VXLAN overlay", primed=_primed)
+    if not _security.open:  # OVS: next to the same path with port security off (kvnet.bench.dataplane.ovs_paths)
+        register(KvnetFilteredPath(f"kvnet-ovs-vxlan-{_security.name}", "kvnet-ovs-vxlan-open",
+                                   f"two VMs on two OVS hosts, {_security.name}", "h2", dataplane="ovs",
+                                   lab_name=bench_lab_name, security=_security))
 
 
 def hand_filter(sender_host: str, receiver_host: str, ep: Endpoints) -> None:
