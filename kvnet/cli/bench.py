@@ -9,8 +9,10 @@ import typer
 from rich.console import Console
 
 from kvnet.bench.results import DEFAULT_DIR, write_result
+from kvnet.cli.common import terminate_like_interrupt
 
 app = typer.Typer(no_args_is_help=True, help="Benchmarks: API, control plane, dataplane pps.")
+app.callback()(terminate_like_interrupt)
 err = Console(stderr=True)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -35,6 +37,12 @@ def root_options(server: str = server_option(),
     and `kvnet --project blue network show web` finds blue's `web` among several projects' ones."""
     global _root_server, _root_project
     _root_server, _root_project = server, project
+
+
+def terminate_like_interrupt() -> None:
+    """SIGTERM ends the command as Ctrl-C does (SystemExit unwinds): the labs and namespaces a lab or
+    bench command made are removed by their own `finally`, not left behind by a plain kill."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
 @contextmanager

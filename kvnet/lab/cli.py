@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
+from kvnet.cli.common import terminate_like_interrupt
 from kvnet.errors import KvnetError
 from kvnet.lab import control
 from kvnet.lab import names as n
@@ -21,6 +22,7 @@ from kvnet.lab.vm import create_vm, delete_vm
 from kvnet.sys.cmd import CommandError, in_netns
 
 app = typer.Typer(help="An emulated multi-host cloud in network namespaces.", no_args_is_help=True)
+app.callback()(terminate_like_interrupt)
 vm_app = typer.Typer(help="VMs of a lab (namespaces with a veth NIC).", no_args_is_help=True)
 app.add_typer(vm_app, name="vm")
 

@@ -9,7 +9,7 @@ Paths are found by name in a registry.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
@@ -33,6 +33,7 @@ class Endpoints:
     receiver_ns: str
     receiver_dev: str
     host_ns: str
+    warm: Callable[[], None] | None = None
 
 
 @runtime_checkable
@@ -71,7 +72,8 @@ def unique_prefix(base: str) -> str:
 
 
 class Namespaces:
-    """The namespaces one topology creates; `close` deletes exactly those, in reverse order."""
+    """The namespaces one topology creates; `close` deletes those, in reverse order, and then any other
+    of its prefix (one made just as a signal interrupted `add`, before it was recorded)."""
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
@@ -90,6 +92,7 @@ class Namespaces:
         for name in reversed(self.created):
             netns.delete(name)
         self.created.clear()
+        netns.delete_with_prefix(f"{self.prefix}-")
 
 
 @contextmanager

@@ -5,9 +5,10 @@ kvnet's L2 paths with the benchmark's flow allowed by a rule of the receiver's g
 last: `-sg10` (10 rules), `-sg1000` (1,000 rules), `-rg1000` (a rule whose remote group has 1,000
 member ports, the sender among them); `-open` is the same path with port security off (no filter).
 The benchmark flow is one-way UDP, which conntrack would never see answered: every packet judged as new,
-walking the rules. Real flows are answered, so before measuring, each path (kvnet's and the references)
-is primed: one packet of the flow's 5-tuple, then one answer from the receiver; from then on the flow is
-established and passes on its conntrack entry, as an answered flow does. `-new` paths (`--paths
+walking the rules. Real flows are answered, so right before every measurement each path (kvnet's and
+the references) is primed: one packet of the flow's 5-tuple, then one answer from the receiver; the
+flow is then established and passes on its conntrack entry, as an answered flow does (conntrack
+forgets an idle UDP flow after 30 s, less than the paths' turns take). `-new` paths (`--paths
 kvnet-bridge-sg1000-new`, ...) skip the priming: the worst case, every packet a new connection.
 
 On OVS hosts, `kvnet-ovs-vxlan-sg10` (and `-sg1000`, `-rg1000`) compare with `kvnet-ovs-vxlan-open`.
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from kvnet.bench.dataplane.base import Endpoints, Namespaces, register
@@ -89,6 +91,12 @@ PRIME = ("import socket, sys\n"
          "s.sendto(b'kvnet-bench-prime', (sys.argv[3], int(sys.argv[4])))\n")
 
 
+def warmed(ep: Endpoints) -> Endpoints:
+    """`ep`, warmed before each measurement by `prime`: conntrack forgets an idle UDP flow in 30 s, and
+    the paths take turns for longer than that."""
+    return replace(ep, warm=partial(prime, ep))
+
+
 def prime(ep: Endpoints) -> None:
     """The flow's first packet (the generators' 5-tuple), then the receiver's answer: established."""
     run(["python3", "-c", PRIME, ep.src_ip, str(FLOW_SPORT), ep.dst_ip, str(FLOW_PORT)], netns=ep.sender_ns)
@@ -121,9 +129,7 @@ class KvnetFilteredPath(KvnetL2Path):
                 src_ip=sender.ip, dst_mac=records["rcv"]["mac"], dst_ip=receiver.ip,
                 receiver_ns=n.vm_ns(lab_name, receiver.name), receiver_dev=n.VM_IF,
                 host_ns=n.host_ns(lab_name, self.receiver_host))
-            if self.primed:
-                prime(ep)
-            yield ep
+            yield warmed(ep) if self.primed else ep
         finally:
             lab.down()
 
@@ -165,24 +171,20 @@ def hand_filter(sender_host: str, receiver_host: str, ep: Endpoints) -> None:
         "    meta l4proto . th dport . ip saddr @allow accept\n    drop\n  }\n}\n"))
 
 
-def build_bridge_ref(ns: Namespaces, primed: bool = True) -> Endpoints:
+def build_bridge_ref(ns: Namespaces, warm: bool = True) -> Endpoints:
     ep = build_bridge(ns)
     hand_filter(ep.host_ns, ep.host_ns, ep)
-    if primed:
-        prime(ep)
-    return ep
+    return warmed(ep) if warm else ep
 
 
-def build_vxlan_ref(ns: Namespaces, primed: bool = True) -> Endpoints:
+def build_vxlan_ref(ns: Namespaces, warm: bool = True) -> Endpoints:
     ep = build_vxlan(ns)
     hand_filter(f"{ns.prefix}-h1", ep.host_ns, ep)
-    if primed:
-        prime(ep)
-    return ep
+    return warmed(ep) if warm else ep
 
 
 for _name, _builder, _base in (("bridge", build_bridge_ref, "bridge"), ("vxlan", build_vxlan_ref, "vxlan")):
     register(HandPath(f"{_name}-nft-ref", _builder, f"{_base}, with a hand-built port filter of kvnet's construct",
                       reference=_base))
-    register(HandPath(f"{_name}-nft-ref-new", lambda ns, b=_builder: b(ns, primed=False),  # type: ignore[misc]
+    register(HandPath(f"{_name}-nft-ref-new", lambda ns, b=_builder: b(ns, warm=False),  # type: ignore[misc]
                       f"{_base}, hand-built port filter, every packet new", reference=_base))

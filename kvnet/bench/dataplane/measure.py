@@ -85,6 +85,8 @@ def loss_ratio(sent: int, received: int) -> float:
 def measure(ep: Endpoints, gen: Generator, size: int, seconds: float) -> Measurement:
     """Send `size`-byte frames with `gen` for a `seconds` window and count at the receiver."""
     counters.install_sink(ep.receiver_ns, gen.port, gen.sink_verdict)
+    if ep.warm:
+        ep.warm()
     start = snapshot(ep)
     with gen.start(ep, size) as proc:
         wait_sending(ep, start.tx.tx_packets, proc)
