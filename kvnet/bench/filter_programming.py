@@ -82,3 +82,18 @@ def run_filter_programming_bench(ports: int = 1000, repeats: int = 3) -> dict[st
             "median": medians, "samples": {k: [round(x, 3) for x in v] for k, v in samples.items()},
             "noop_changes": noop_changes, "goal_program_s": GOAL_PROGRAM_S,
             "meets_goal": medians["program_s"] <= GOAL_PROGRAM_S and noop_changes == 0}
+
+
+def markdown(data: dict[str, Any]) -> str:
+    r = data["results"]
+    m = r["median"]
+    return "\n".join([
+        "# filter_programming (Linux hosts)", "",
+        f"- date: {data['date']}  kvnet {data['kvnet_version']}",
+        f"- {r['ports']} ports in two groups (a {r['ports']}-member remote group, 10 rules), one host, the whole "
+        f"Linux driver pass; medians of {r['repeats']}", "",
+        "| pass | seconds |", "|---|---|",
+        f"| program from nothing (goal <= {r['goal_program_s']} s) | {m['program_s']} |",
+        f"| no-op resync ({r['noop_changes']} changes) | {m['noop_s']} |",
+        f"| a rule added to the 10-rule group | {m['rule_added_s']} |",
+        f"| a member added to the remote group | {m['member_added_s']} |", ""])

@@ -152,13 +152,31 @@ def run_ovs_programming_bench(ports: int = 1000, repeats: int = 3, groups: bool 
     }
 
 
+PASSES = (("cold_s", "empty host -> everything (OVSDB ports and flows)"),
+          ("flows_s", "ports there, every flow (what a vswitchd restart needs)"), ("noop_s", "no-op resync"),
+          ("member_s", "a member added to the remote group"), ("rule_s", "a rule added to every port"),
+          ("remove_s", "everything removed"))
+
+
+def markdown(data: dict[str, Any]) -> str:
+    r = data["results"]
+    lines = [f"# {data['benchmark']} (OVS hosts, {r['datapath']} datapath)", "",
+             f"- date: {data['date']}  kvnet {data['kvnet_version']}",
+             f"- {r['ports']} ports in {r['networks']} networks, {r['remote_ports']} remote ports, "
+             f"{r['filtered_ports']} of them filtered, {r['group_members']} remote-group members; {r['flows']} flows; "
+             f"medians of {r['repeats']}, no-op changes: {r['noop_changes']}", "",
+             "| pass | seconds |", "|---|---|"]
+    lines += [f"| {what} | {r[key]['median']:.2f} |" for key, what in PASSES if key in r]
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str]) -> None:
     ports = int(argv[0]) if argv else 1000
     repeats = int(argv[1]) if len(argv) > 1 else 3
     groups = len(argv) > 2 and argv[2] == "groups"
     name = "ovs_programming_groups" if groups else "ovs_programming"
     data = envelope(name, run_ovs_programming_bench(ports, repeats, groups))
-    write_result(name, data)
+    write_result(name, data, markdown=markdown(data))
     print(json.dumps(data["results"], indent=2))
 
 

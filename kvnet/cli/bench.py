@@ -149,6 +149,29 @@ def security(samples: int = typer.Option(20, help="samples per measurement and d
 
 
 @app.command()
+def filters(ports: int = typer.Option(1000, help="filtered ports on the host"), repeats: int = typer.Option(3),
+            dataplane: str = typer.Option("linux,ovs", help="comma-separated: linux, ovs"),
+            as_json: bool = typer.Option(False, "--json"),
+            out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:
+    """Programming a host's port filters (1,000 ports in groups): from nothing, no-op, rule, member."""
+    from kvnet.bench import filter_programming, ovs_programming
+    from kvnet.bench.results import envelope
+
+    planes = [d for d in dataplane.split(",") if d]
+    for plane in set(planes) - {"linux", "ovs"}:
+        raise typer.BadParameter(f"unknown dataplane {plane!r} (linux, ovs)", param_hint="--dataplane")
+    for plane in planes:
+        _progress(f"{plane}: {ports} filtered ports, {repeats} repeats")
+        if plane == "linux":
+            data = envelope("filter_programming", filter_programming.run_filter_programming_bench(ports, repeats))
+            _finish("filter_programming", data, filter_programming.markdown(data), as_json, out)
+        else:
+            data = envelope("ovs_programming_groups",
+                            ovs_programming.run_ovs_programming_bench(ports, repeats, groups=True))
+            _finish("ovs_programming_groups", data, ovs_programming.markdown(data), as_json, out)
+
+
+@app.command()
 def fip(samples: int = typer.Option(30, help="floating IPs per router mode"),
         as_json: bool = typer.Option(False, "--json"),
         out: Path = typer.Option(DEFAULT_DIR, help="results directory")) -> None:

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 from kvnet.dataplane.ovs import filters
 from kvnet.dataplane.ovs.diff import diff_flows
-from kvnet.dataplane.ovs.filter_rules import conj_ids, port_masks, rule_matches
+from kvnet.dataplane.ovs.filter_rules import conj_ids, port_masks, rule_matches, rule_set, rule_set_ids
 from kvnet.dataplane.ovs.flows import render_flows
 from kvnet.dataplane.ovs.state import Flow, ObservedFlow
 from kvnet.dataplane.ovs.tables import (
@@ -38,6 +38,13 @@ PLAN = HostPlan("h1", "192.0.2.1", True, True, (NET,), (WEB, OPEN), filters=(WEB
 OFPORTS = {"kvt-p1": 5, "kvt-p2": 6, "kv-vxlan": 1}
 
 
+def set_id(flt: PortFilter, direction: str) -> int:
+    return rule_set_ids([flt])[rule_set(flt, direction)]
+
+
+WEB_IN = f"reg3={set_id(WEB_FILTER, 'ingress'):#x}"
+
+
 def flows(plan: HostPlan = PLAN, ofports: dict[str, int] | None = None) -> list[Flow]:
     return render_flows(plan, {"net-a": 1}, ofports or OFPORTS)
 
@@ -53,7 +60,9 @@ def observed(fl: list[Flow]) -> list[ObservedFlow]:
 def test_a_filtered_port_is_classified_into_its_filter_and_every_delivery_to_it_passes_ingress() -> None:
     fl = flows()
     classify = {f.match: f.actions for f in table(fl, CLASSIFY)}
-    assert classify["in_port=5"].endswith(f"load:0x5->NXM_NX_REG5[],load:0x2a->NXM_NX_REG4[],goto_table:{EGRESS_SPOOF}")
+    egress = set_id(WEB_FILTER, "egress")
+    assert classify["in_port=5"].endswith(
+        f"load:0x5->NXM_NX_REG5[],load:0x2a->NXM_NX_REG4[],load:{egress:#x}->NXM_NX_REG3[],goto_table:{EGRESS_SPOOF}")
     assert classify["in_port=6"].endswith(f"goto_table:{REDIRECT}")  # no port security: explicitly unfiltered
     into_filter = f"load:0x5->NXM_NX_REG5[],resubmit(,{INGRESS})"
     l2 = {f.match: f.actions for f in table(fl, L2)}
@@ -103,13 +112,13 @@ def test_a_network_without_a_zone_gets_no_ip_at_all() -> None:
 
 
 def test_rules_match_the_peer_on_the_right_side_and_port_ranges_as_masks() -> None:
-    assert rule_matches(SSH, 5) == ["reg5=0x5,tcp,tp_dst=22"]
+    assert rule_matches(SSH, 5) == ["reg3=0x5,tcp,tp_dst=22"]
     assert rule_matches(RuleMatch("egress", "IPv4", 17, 1000, 1003, remote_prefix="10.9.0.0/16"), 5) == [
-        "reg5=0x5,udp,nw_dst=10.9.0.0/16,tp_dst=0x3e8/0xfffc"]
+        "reg3=0x5,udp,nw_dst=10.9.0.0/16,tp_dst=0x3e8/0xfffc"]
     assert rule_matches(RuleMatch("ingress", "IPv6", 58, icmp_type=128, icmp_code=0, remote_prefix="fd00::/8"), 5) == [
-        "reg5=0x5,icmp6,ipv6_src=fd00::/8,icmp_type=128,icmp_code=0"]
-    assert rule_matches(RuleMatch("ingress", "IPv4", 47, remote_prefix="0.0.0.0/0"), 5) == ["reg5=0x5,ip,nw_proto=47"]
-    assert rule_matches(RuleMatch("ingress", "IPv4", 6, 1, 65535), 5) == ["reg5=0x5,tcp"]
+        "reg3=0x5,icmp6,ipv6_src=fd00::/8,icmp_type=128,icmp_code=0"]
+    assert rule_matches(RuleMatch("ingress", "IPv4", 47, remote_prefix="0.0.0.0/0"), 5) == ["reg3=0x5,ip,nw_proto=47"]
+    assert rule_matches(RuleMatch("ingress", "IPv4", 6, 1, 65535), 5) == ["reg3=0x5,tcp"]
 
 
 def test_port_masks_cover_exactly_the_range() -> None:
@@ -130,10 +139,10 @@ def test_a_remote_group_is_a_conjunction_whose_members_are_one_flow_each() -> No
     fl = table(flows(), INGRESS_RULES)
     (cid,) = conj_ids([("g-web", "ingress", "IPv4")]).values()
     by_match = {f.match: f.actions for f in fl if f.priority == 50}
-    assert by_match["reg5=0x5,tcp,tp_dst=5432"] == f"conjunction({cid},2/2)"
+    assert by_match[f"{WEB_IN},tcp,tp_dst=5432"] == f"conjunction({cid},2/2)"
     assert by_match["ip,nw_src=10.0.0.1/32"] == by_match["ip,nw_src=10.0.0.7/32"] == f"conjunction({cid},1/2)"
     assert by_match[f"conj_id={cid},ip"] == "goto_table:43"
-    assert by_match["reg5=0x5,tcp,tp_dst=22"] == "goto_table:43"
+    assert by_match[f"{WEB_IN},tcp,tp_dst=22"] == "goto_table:43"
 
 
 def test_a_member_coming_or_going_changes_its_own_flow_only() -> None:
@@ -156,6 +165,21 @@ def test_another_port_using_the_group_adds_its_own_flows_only() -> None:
     assert all(f.table in (L2, FLOOD, ARP) for f in changes.delete["kv-int"])  # the flood lists gained a port
 
 
+def test_ports_with_the_same_rules_share_their_rule_flows() -> None:
+    port3 = PortPlan("p3", "net-a", "fa:16:3e:00:00:03", ("10.0.0.3",), "kvt-p3", 1450)
+    twin = replace(WEB_FILTER, port_id="p3", device="kvt-p3", mac=port3.mac, sources=(("10.0.0.3/32", port3.mac),),
+                   macs=(port3.mac,))
+    plan = replace(PLAN, ports=(*PLAN.ports, port3), filters=(WEB_FILTER, twin))
+    changes = diff_flows(flows(plan, {**OFPORTS, "kvt-p3": 7}), observed(flows()))
+    assert not any(f.table in (EGRESS_RULES, INGRESS_RULES) for f in changes.add["kv-int"])  # p1's rule flows serve p3
+    (ingress,) = [f for f in changes.add["kv-int"] if f.table == INGRESS and f.match == f"reg5=0x7,dl_dst={port3.mac}"]
+    assert f"load:{set_id(WEB_FILTER, 'ingress'):#x}->NXM_NX_REG3[]" in ingress.actions
+    other = replace(twin, rules=(EGRESS_ALL,))  # same egress, no ingress rule: a rule set of its own
+    plan = replace(plan, filters=(WEB_FILTER, other))
+    added = diff_flows(flows(plan, {**OFPORTS, "kvt-p3": 7}), observed(flows())).add["kv-int"]
+    assert not any(f.table == EGRESS_RULES for f in added) and set_id(other, "ingress") != set_id(WEB_FILTER, "ingress")
+
+
 def test_same_match_is_one_flow_a_plain_accept_wins_and_shared_members_carry_both_conjunctions() -> None:
     other = AddressSet("g-db", ("10.0.0.7/32",))
     both = replace(WEB_FILTER, rules=(DB_FROM_WEB, replace(DB_FROM_WEB, remote_group="g-db"),
@@ -164,10 +188,11 @@ def test_same_match_is_one_flow_a_plain_accept_wins_and_shared_members_carry_bot
     ids = conj_ids([("g-web", "ingress", "IPv4"), ("g-db", "ingress", "IPv4")])
     by_match = {f.match: f.actions for f in fl if f.priority == 50}
     web, db = ids[("g-web", "ingress", "IPv4")], ids[("g-db", "ingress", "IPv4")]
+    both_in = f"reg3={set_id(both, 'ingress'):#x}"
     assert by_match["ip,nw_src=10.0.0.7/32"] == ",".join(sorted([f"conjunction({web},1/2)", f"conjunction({db},1/2)"]))
-    assert by_match["reg5=0x5,tcp,tp_dst=5432"] == ",".join(sorted([f"conjunction({web},2/2)",
+    assert by_match[f"{both_in},tcp,tp_dst=5432"] == ",".join(sorted([f"conjunction({web},2/2)",
                                                                        f"conjunction({db},2/2)"]))
-    assert by_match["reg5=0x5,tcp,tp_dst=22"] == "goto_table:43"  # from anywhere covers from the group
+    assert by_match[f"{both_in},tcp,tp_dst=22"] == "goto_table:43"  # from anywhere covers from the group
 
 
 def test_conjunction_ids_are_stable_and_never_shared() -> None:

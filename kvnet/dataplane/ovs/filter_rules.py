@@ -1,6 +1,12 @@
 """Security group rules -> OpenFlow matches in EGRESS_RULES / INGRESS_RULES. Pure: no I/O.
 
-A rule without a remote group is one flow per port (several when its port range needs several masks).
+Rules belong to rule sets, not to ports: a port's rules of one direction are a rule set, with an id
+(`rule_set_ids`) that the port's flows load into REG_RULES, so the ports with the same groups -- most
+of a host's, usually -- share one copy of their rules' flows, as the Linux driver shares one chain. A
+port coming or going is then its own few flows; a rule added to a group is that rule set's flows
+once, and the changed id in each of its ports' two flows that load it.
+
+A rule without a remote group is one flow per rule set (several when its port range needs several masks).
 A rule with a remote group is the second dimension of a conjunctive match: its flows match the port and
 the rule's protocol and ports, the group's members are the first dimension (one flow per member CIDR and
 direction, shared by every port and rule that names the group), and `conj_id` completes it. So the
@@ -15,11 +21,12 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping
+from typing import TypeVar
 
 from kvnet.dataplane.ovs.state import INT_BRIDGE, Flow
-from kvnet.dataplane.ovs.tables import EGRESS_COMMIT, EGRESS_RULES, INGRESS_COMMIT, INGRESS_RULES, REG_PORT
-from kvnet.plan.security import INGRESS, AddressSet, PortFilter, RuleMatch
+from kvnet.dataplane.ovs.tables import EGRESS_COMMIT, EGRESS_RULES, INGRESS_COMMIT, INGRESS_RULES, REG_RULES
+from kvnet.plan.security import EGRESS, INGRESS, AddressSet, PortFilter, RuleMatch
 
 RULE_PRIORITY = 50
 # Protocols whose ports OVS parses (UDP-Lite and DCCP are not among them), by IP version.
@@ -27,6 +34,8 @@ PORTED = {6: ("tcp", "tcp6"), 17: ("udp", "udp6"), 132: ("sctp", "sctp6")}
 ICMP = {1: "icmp", 58: "icmp6"}
 ANY = ("0.0.0.0/0", "::/0")
 ConjKey = tuple[str, str, str]  # (group id, direction, ethertype)
+RuleSet = tuple[str, tuple[RuleMatch, ...]]  # (direction, a port's rules of that direction, in the plan's order)
+K = TypeVar("K", bound=Hashable)
 
 
 def accept(direction: str) -> str:
@@ -85,9 +94,20 @@ def port_masks(low: int, high: int) -> list[str]:
     return out
 
 
-def rule_matches(rule: RuleMatch, ofport: int) -> list[str]:
-    """The matches of one rule for the port at `ofport`, its remote group left out (see module doc)."""
-    parts = [f"reg{REG_PORT}={ofport:#x}", protocol_match(rule)]
+def rule_set(flt: PortFilter, direction: str) -> RuleSet:
+    return direction, tuple(r for r in flt.rules if r.direction == direction)
+
+
+def rule_set_ids(filters: Iterable[PortFilter]) -> dict[RuleSet, int]:
+    """An id per distinct rule set of `filters` (both directions; never 0, the register's value when no
+    filter loaded it)."""
+    keys = {rule_set(f, d) for f in filters for d in (EGRESS, INGRESS)}
+    return _stable_ids(keys, lambda key: f"{key[0]}|{key[1]!r}")
+
+
+def rule_matches(rule: RuleMatch, rule_set_id: int) -> list[str]:
+    """The matches of one rule of the rule set `rule_set_id`, its remote group left out (see module doc)."""
+    parts = [f"reg{REG_RULES}={rule_set_id:#x}", protocol_match(rule)]
     if rule.remote_prefix and rule.remote_prefix not in ANY:
         parts.append(f"{peer_field(rule.direction, rule.ethertype)}={rule.remote_prefix}")
     if rule.icmp_type is not None:
@@ -102,16 +122,21 @@ def rule_matches(rule: RuleMatch, ofport: int) -> list[str]:
 
 
 def conj_ids(keys: Iterable[ConjKey]) -> dict[ConjKey, int]:
-    """A conjunction id per (remote group, direction, ethertype): a hash of the key, so it stays the same
-    whatever else the host has (its flows keep their cookies); a collision takes the next free id."""
-    out: dict[ConjKey, int] = {}
+    """A conjunction id per (remote group, direction, ethertype)."""
+    return _stable_ids(keys, "|".join)
+
+
+def _stable_ids(keys: Iterable[K], text: Callable[[K], str]) -> dict[K, int]:
+    """A 32-bit id per key: a hash of its text, so it stays the same whatever else the host has (the
+    flows naming it keep their cookies); a collision takes the next free id (keys in a fixed order)."""
+    out: dict[K, int] = {}
     taken: set[int] = set()
-    for key in sorted(set(keys)):
-        cid = int.from_bytes(hashlib.blake2b("|".join(key).encode(), digest_size=4).digest(), "big") or 1
-        while cid in taken:
-            cid = cid % 0xFFFFFFFF + 1
-        taken.add(cid)
-        out[key] = cid
+    for key in sorted(set(keys), key=text):
+        kid = int.from_bytes(hashlib.blake2b(text(key).encode(), digest_size=4).digest(), "big") or 1
+        while kid in taken:
+            kid = kid % 0xFFFFFFFF + 1
+        taken.add(kid)
+        out[key] = kid
     return out
 
 
@@ -130,15 +155,15 @@ class _Merged:
                 yield Flow(INT_BRIDGE, table, RULE_PRIORITY, match, ",".join(sorted(conj)))
 
 
-def render_rules(ports: Iterable[tuple[PortFilter, int]], address_sets: Iterable[AddressSet]) -> list[Flow]:
-    """The rule flows of the filtered ports (filter, ofport), with the member flows of the remote groups
-    they name. A port's rules only ever add accepts; what no rule accepts falls to the tables' fixed flows."""
+def render_rules(rule_sets: Mapping[RuleSet, int], address_sets: Iterable[AddressSet]) -> list[Flow]:
+    """The flows of the rule sets (`rule_set_ids`), with the member flows of the remote groups they
+    name. Rules only ever add accepts; what no rule accepts falls to the tables' fixed flows."""
     merged = _Merged()
     dim2: list[tuple[ConjKey, int, str]] = []
-    for flt, ofport in ports:
-        for rule in flt.rules:
+    for (_, rules), rule_set_id in rule_sets.items():
+        for rule in rules:
             table = rules_table(rule.direction)
-            for match in rule_matches(rule, ofport):
+            for match in rule_matches(rule, rule_set_id):
                 if rule.remote_group:
                     dim2.append(((rule.remote_group, rule.direction, rule.ethertype), table, match))
                 else:

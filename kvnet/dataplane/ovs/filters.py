@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 
-from kvnet.dataplane.ovs.filter_rules import render_rules, unenforceable
+from kvnet.dataplane.ovs.filter_rules import RuleSet, render_rules, rule_set, rule_set_ids, unenforceable
 from kvnet.dataplane.ovs.state import INT_BRIDGE, Flow
 from kvnet.dataplane.ovs.tables import (
     EGRESS_COMMIT,
@@ -29,11 +29,12 @@ from kvnet.dataplane.ovs.tables import (
     INGRESS_RULES,
     REDIRECT,
     REG_PORT,
+    REG_RULES,
     REG_ZONE,
     load,
     reg,
 )
-from kvnet.plan import HostPlan
+from kvnet.plan import HostPlan, security
 from kvnet.plan.security import PortFilter
 
 MULTICAST = "01:00:00:00:00:00/01:00:00:00:00:00"  # broadcast included
@@ -62,32 +63,41 @@ def refused(plan: HostPlan) -> dict[str, str]:
     return out
 
 
+def enforced_rule_sets(plan: HostPlan, refused: Mapping[str, str]) -> dict[RuleSet, int]:
+    """The ids of the rule sets of the ports whose filters are installed (`filter_rules.rule_set_ids`)."""
+    return rule_set_ids(f for f in plan.filters if f.port_id not in refused)
+
+
 def to_port(ofport: int, filtered: bool) -> str:
     """The action that hands a frame to a local port: straight out, or through the port's ingress filter."""
     return f"{load(ofport, REG_PORT)},resubmit(,{INGRESS})" if filtered else f"output:{ofport}"
 
 
-def classify_next(flt: PortFilter | None, ofport: int) -> str:
-    """After CLASSIFY: a filtered port's frames to its egress filter (with its ofport and zone), any other
-    port's straight on (a port without port security, a router leg)."""
+def classify_next(flt: PortFilter | None, ofport: int, rule_sets: Mapping[RuleSet, int]) -> str:
+    """After CLASSIFY: a filtered port's frames to its egress filter (with its ofport, zone and egress
+    rule set), any other port's straight on (a port without port security, a router leg)."""
     if flt is None:
         return f"goto_table:{REDIRECT}"
-    return f"{load(ofport, REG_PORT)},{load(flt.ct_zone, REG_ZONE)},goto_table:{EGRESS_SPOOF}"
+    return (f"{load(ofport, REG_PORT)},{load(flt.ct_zone, REG_ZONE)},"
+            f"{load(rule_sets[rule_set(flt, security.EGRESS)], REG_RULES)},goto_table:{EGRESS_SPOOF}")
 
 
-def render_filters(plan: HostPlan, ofports: Mapping[str, int], skip: Mapping[str, str] | None = None) -> list[Flow]:
-    """Every flow of the filter tables (none when the host has no network). `skip`: `refused(plan)`, if
-    the caller has it already."""
+def render_filters(plan: HostPlan, ofports: Mapping[str, int], skip: Mapping[str, str] | None = None,
+                   rule_sets: Mapping[RuleSet, int] | None = None) -> list[Flow]:
+    """Every flow of the filter tables (none when the host has no network). `skip`: `refused(plan)`, and
+    `rule_sets`: `enforced_rule_sets(plan, skip)`, if the caller has them already."""
     if not plan.networks:
         return []
     skip = refused(plan) if skip is None else skip
+    rule_sets = enforced_rule_sets(plan, skip) if rule_sets is None else rule_sets
     ports = [(f, ofports[f.device]) for f in plan.filters
              if f.port_id not in skip and ofports.get(f.device, -1) > 0]
     out = list(fixed_flows())
     for flt, ofport in ports:
         out += egress_flows(flt, ofport)
-        out += ingress_flows(flt, ofport)
-    out += render_rules(ports, plan.address_sets)
+        out += ingress_flows(flt, ofport, rule_sets[rule_set(flt, security.INGRESS)])
+    used = {rule_set(flt, d) for flt, _ in ports for d in (security.EGRESS, security.INGRESS)}
+    out += render_rules({key: rid for key, rid in rule_sets.items() if key in used}, plan.address_sets)
     return out
 
 
@@ -171,10 +181,11 @@ def egress_flows(flt: PortFilter, ofport: int) -> Iterator[Flow]:
             yield _flow(EGRESS_SPOOF, 90, f"{port},ipv6,dl_src={mac},ipv6_src={cidr}", to_conntrack)
 
 
-def ingress_flows(flt: PortFilter, ofport: int) -> Iterator[Flow]:
-    """INGRESS for one port: unicast only for its MACs (broadcast and multicast too), with its zone."""
+def ingress_flows(flt: PortFilter, ofport: int, rule_set_id: int) -> Iterator[Flow]:
+    """INGRESS for one port: unicast only for its MACs (broadcast and multicast too), with its zone and
+    ingress rule set."""
     port = f"reg{REG_PORT}={ofport:#x}"
-    on = f"{load(flt.ct_zone, REG_ZONE)},goto_table:{INGRESS_BASE}"
+    on = f"{load(flt.ct_zone, REG_ZONE)},{load(rule_set_id, REG_RULES)},goto_table:{INGRESS_BASE}"
     for mac in (*flt.macs, MULTICAST):
         yield _flow(INGRESS, 100, f"{port},dl_dst={mac}", on)
     if not flt.ct_zone:

@@ -6,10 +6,12 @@ kv-int (the integration bridge; fail_mode=secure, so without kvnet's flows it fo
 Inside kv-int a frame carries its network as reg6 = the network's local VLAN (lvid) and where it came
 from as reg7 (0 = a local VM port, 1 = a tunnel or a physnet patch: never sent back to one). While a
 port filter looks at it, reg5 = the filtered port's ofport (the sender on egress, the receiver on
-ingress) and reg4 = that port's conntrack zone (its network's; `kvnet.dataplane.ovs.tables`).
+ingress), reg4 = that port's conntrack zone (its network's) and reg3 = the id of its rule set for that
+direction (shared by every port with the same rules; `kvnet.dataplane.ovs.tables`, `filter_rules`).
 
   table 0  CLASSIFY   in_port=<VM port with port security> -> reg6=lvid, reg7=0, reg5=port, reg4=zone,
-                                                           goto 1 (its filter comes before anything else)
+                                                           reg3=egress rule set, goto 1 (its filter
+                                                           comes before anything else)
                       in_port=<other VM port, router leg>  -> reg6=lvid, reg7=0, goto 5 (explicitly unfiltered)
                       in_port=kv-vxlan|kv-gre, tun_id=<seg> -> reg6=lvid, reg7=1, goto 20
                       in_port=<patch to kvp-nic>, dl_vlan=lvid -> strip the tag, reg6=lvid, reg7=1, goto 20
@@ -26,7 +28,7 @@ ingress) and reg4 = that port's conntrack zone (its network's; `kvnet.dataplane.
                       client's discover from 0.0.0.0) -> ct(zone=reg4, table=2)
                       anything else (other ethertypes, other addresses) -> drop
   table 2  EGRESS_RULES  after conntrack: +inv -> drop; +rpl or +rel (the connection not marked) -> goto 5;
-                      a marked connection -> drop; the port's egress rules (reg5, match on the
+                      a marked connection -> drop; the port's egress rules (reg3, match on the
                       destination; remote groups as conjunctions, kvnet.dataplane.ovs.filter_rules)
                       -> goto 3; +est that no rule allows any more -> mark the connection
                       (ct_mark bit 0: it passes nothing from now on, replies neither), drop; -> drop
@@ -56,7 +58,8 @@ ingress) and reg4 = that port's conntrack zone (its network's; `kvnet.dataplane.
   "To a port" (tables 10, 20, 30): output:<port> for an unfiltered port; for a filtered one
   reg5=port, resubmit(,40) -- every local delivery passes its ingress filter (each copy of a flood too:
   ct(table=) forks, the original goes on with the next action):
-  table 40 INGRESS    reg5=<port>, dl_dst = one of its MACs, or broadcast/multicast -> reg4=zone, goto 41
+  table 40 INGRESS    reg5=<port>, dl_dst = one of its MACs, or broadcast/multicast -> reg4=zone,
+                      reg3=ingress rule set, goto 41
                       anything else (unicast for another MAC) -> drop
   table 41 INGRESS_BASE  ARP, ND/MLD -> output:reg5 (stateless); IPv4/IPv6 -> ct(zone=reg4, table=42);
                       anything else -> drop
@@ -135,9 +138,11 @@ def render_flows(plan: HostPlan, lvids: Mapping[str, int], ofports: Mapping[str,
            Flow(INT_BRIDGE, L2, 0, "", f"goto_table:{FLOOD}"), Flow(INT_BRIDGE, FLOOD, 0, "", "drop")]
     shared = dvr_gateway_macs(plan)
     refused = filters.refused(plan)
+    rule_sets = filters.enforced_rule_sets(plan, refused)
     for net in plan.networks:
-        out += _network_flows(plan, net, lvids[net.network_id], ofports, refused, shared.get(net.network_id, ()))
-    out += filters.render_filters(plan, ofports, refused)
+        out += _network_flows(plan, net, lvids[net.network_id], ofports, refused, rule_sets,
+                              shared.get(net.network_id, ()))
+    out += filters.render_filters(plan, ofports, refused, rule_sets)
     out = list(dict.fromkeys(out))  # networks sharing a physnet bridge share its canary
     keys = [(f.bridge, f.table, f.priority, f.match) for f in out]
     if len(set(keys)) != len(keys):
@@ -163,8 +168,10 @@ def _local_ports(plan: HostPlan, net: NetworkPlan, ofports: Mapping[str, int]) -
 
 
 def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping[str, int],
-                   refused: Mapping[str, str], gateway_macs: tuple[str, ...] = ()) -> Iterator[Flow]:
-    """`refused`: port id -> why its filter cannot be installed (it gets no CLASSIFY flow)."""
+                   refused: Mapping[str, str], rule_sets: Mapping[filters.RuleSet, int],
+                   gateway_macs: tuple[str, ...] = ()) -> Iterator[Flow]:
+    """`refused`: port id -> why its filter cannot be installed (it gets no CLASSIFY flow); `rule_sets`:
+    the ids of the installed filters' rule sets."""
     local = _local_ports(plan, net, ofports)
     filtered = filters.by_device(plan)
     outputs = [filters.to_port(ofport, port.device in filtered) for port, ofport in local]
@@ -172,8 +179,9 @@ def _network_flows(plan: HostPlan, net: NetworkPlan, lvid: int, ofports: Mapping
     for port, ofport in local:
         flt = filtered.get(port.device)
         if flt is None or flt.port_id not in refused:  # a refused filter: the port's frames go nowhere
+            then = filters.classify_next(flt, ofport, rule_sets)
             yield Flow(INT_BRIDGE, CLASSIFY, 100, f"in_port={ofport}",
-                       f"load:{lvid:#x}->NXM_NX_REG6[],load:0->NXM_NX_REG7[],{filters.classify_next(flt, ofport)}")
+                       f"load:{lvid:#x}->NXM_NX_REG6[],load:0->NXM_NX_REG7[],{then}")
         yield Flow(INT_BRIDGE, L2, 100, f"{tag},dl_dst={port.mac}", filters.to_port(ofport, flt is not None))
     leg_devices = plan.router_leg_devices()
     for port, ofport in local:

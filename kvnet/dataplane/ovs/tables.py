@@ -11,6 +11,7 @@ EGRESS_SPOOF, EGRESS_RULES, EGRESS_COMMIT = 1, 2, 3
 INGRESS, INGRESS_BASE, INGRESS_RULES, INGRESS_COMMIT = 40, 41, 42, 43
 
 # Registers (NXM_NX_REG<n>)
+REG_RULES = 3  # the id of that port's rule set for the direction (shared by the ports with the same rules)
 REG_ZONE = 4  # the conntrack zone of the filtered port being looked at
 REG_PORT = 5  # the ofport of the filtered port being looked at (the sender on egress, the receiver on ingress)
 REG_LVID = 6  # the network's local VLAN
