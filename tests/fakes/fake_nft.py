@@ -145,8 +145,9 @@ def _json_value(text: str) -> Any:
     """kvnet's element text as nft's JSON has it."""
     if " . " in text:
         return {"concat": [_json_value(part) for part in text.split(" . ")]}
-    if text.startswith("jump "):
-        return {"jump": {"target": text[5:]}}
+    for verdict in ("jump", "goto"):
+        if text.startswith(f"{verdict} "):
+            return {verdict: {"target": text[len(verdict) + 1:]}}
     if text in ("accept", "drop"):
         return {text: None}
     if text.startswith('"') and text.endswith('"'):

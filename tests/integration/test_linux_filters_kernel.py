@@ -95,7 +95,7 @@ def test_a_forged_source_address_or_mac_never_leaves_the_tap(host: Lab) -> None:
 def test_a_tap_without_its_filter_forwards_nothing(host: Lab) -> None:
     """Fail closed: the plan lists A's tap, but its filter is not in the tables (as if it failed)."""
     reconcile(host, plan(flt(B, EGRESS_ALL, FROM_GROUP), flt(C, EGRESS_ALL)))
-    run(["nft", "delete", "element", "bridge", "kvnet", "ports", f'{{ "{port_device_name(A.port_id)}" }}'],
+    run(["nft", "delete", "element", "bridge", "kvnet", "from_port", f'{{ "{port_device_name(A.port_id)}" }}'],
         netns=host.hosts[0])
     assert not ping(host.vms[A.port_id], B.ip)
 

@@ -19,7 +19,7 @@ CLOUD = Cloud(1, ((0, 0), (0, 0)), None, (0,), False, (), rules=((0,), (), ()), 
 
 
 def known_ports(fake: FakeKernel) -> set[str]:
-    _, elements = fake.ns[HOST_NS].filters.tables[("bridge", "kvnet")].containers["ports"]
+    _, elements = fake.ns[HOST_NS].filters.tables[("bridge", "kvnet")].containers["from_port"]
     return {key.strip('"') for key in elements}
 
 

@@ -39,8 +39,9 @@ PLAN = HostPlan("h1", "192.0.2.1", True, True, networks=(NET,), ports=(PORT, OPE
 def test_a_port_is_data_in_the_tables_not_chains_of_its_own() -> None:
     want = render_filters(PLAN, set(), {})
     el = want.elements
-    assert set(el[(BRIDGE, "ports")]) == {'"kvt-a"', '"kvt-b"'}  # known: never dropped as unknown
-    assert set(el[(BRIDGE, "filtered")]) == {'"kvt-a"'}  # kvt-b has no port security: nothing checks it
+    # Both known (never dropped as unknown); kvt-b has no port security: nothing checks it
+    assert el[(BRIDGE, "from_port")] == {'"kvt-a"': "goto sent_by_filtered", '"kvt-b"': "goto readdress"}
+    assert el[(BRIDGE, "to_port")] == {'"kvt-a"': "goto to_filtered", '"kvt-b"': "accept"}
     assert set(el[(BRIDGE, "macs")]) == {f'"kvt-a" . {MAC}', f'"kvt-a" . {PAIR_MAC}'}
     assert set(el[(BRIDGE, "v4")]) == {f'"kvt-a" . {MAC} . 10.0.0.5/32', f'"kvt-a" . {PAIR_MAC} . 10.0.0.96/28'}
     assert el[(BRIDGE, "sender")] == {'"kvt-a"': "1"} and el[(BRIDGE, "receiver")] == {'"kvt-a"': str(RECEIVING | 1)}
@@ -58,14 +59,16 @@ def test_ports_with_the_same_rules_share_their_rule_chains() -> None:
 
 
 def test_the_fixed_chains_check_what_a_port_sends_and_receives() -> None:
-    sent = FIXED_CHAINS[(BRIDGE, "from_ports")]
-    assert "iifname != @ports drop" in sent  # a tap whose filter is not in place forwards nothing
-    assert "ether type ip iifname . ether saddr . ip saddr != @v4 drop" in sent
-    assert "ether type arp iifname . arp saddr ether . arp saddr ip != @v4 drop" in sent
-    assert "udp sport 67 udp dport 68 drop" in sent and "icmpv6 type nd-router-advert drop" in sent
-    assert "ether type != { ip, arp, ip6 } drop" in sent
-    assert "meta pkttype != { broadcast, multicast } oifname . ether daddr != @macs drop" in \
-        FIXED_CHAINS[(BRIDGE, "to_ports")]
+    assert FIXED_CHAINS[(BRIDGE, "from_ports")] == (  # a tap whose filter is not in place forwards nothing
+        "iifname vmap @from_port", 'iifname "kvt-*" drop')
+    assert FIXED_CHAINS[(BRIDGE, "sent_by_filtered")][-1] == "drop"  # an ethertype other than IPv4, ARP, IPv6
+    assert "iifname . ether saddr . ip saddr != @v4 drop" in FIXED_CHAINS[(BRIDGE, "sent_ip")]
+    assert "iifname . arp saddr ether . arp saddr ip != @v4 drop" in FIXED_CHAINS[(BRIDGE, "sent_arp")]
+    assert "udp sport 67 udp dport 68 drop" in FIXED_CHAINS[(BRIDGE, "sent_ip")]
+    assert "icmpv6 type nd-router-advert drop" in FIXED_CHAINS[(BRIDGE, "sent_ip6")]
+    received = FIXED_CHAINS[(BRIDGE, "to_filtered")]
+    assert "ether type != { ip, arp, ip6 } drop" in received
+    assert "meta pkttype != { broadcast, multicast } oifname . ether daddr != @macs drop" in received
 
 
 def test_rules_become_set_elements_and_remote_group_rules_lines() -> None:
@@ -95,7 +98,7 @@ def test_a_thousand_rules_are_as_many_lookups_as_ten() -> None:
         want = render_filters(replace(PLAN, filters=(replace(FLT, rules=rules),)), set(), {})
         (ingress,) = [rules for (family, name), rules in want.chains.items() if name.startswith("i-")]
         return len(ingress), max(len(v) for k, v in want.elements.items() if k[1].startswith("r"))
-    assert chain_for(10) == (5, 10) and chain_for(1000) == (5, 1000)
+    assert chain_for(10) == (4, 10) and chain_for(1000) == (4, 1000)
 
 
 def test_a_fip_holders_frames_are_readdressed_only_to_a_leg_that_exists() -> None:
@@ -106,7 +109,7 @@ def test_a_fip_holders_frames_are_readdressed_only_to_a_leg_that_exists() -> Non
     assert render_filters(plan, {"kvt-a", "kvt-b"}, {}).elements[(BRIDGE, "redirects")] == {}
     with_leg = render_filters(plan, {"kvt-a", "kvt-b", "kvt-fq"}, {})
     assert with_leg.elements[(BRIDGE, "redirects")] == {f'"kvt-b" . {gw}': fq}
-    assert '"kvt-fq"' in with_leg.elements[(BRIDGE, "ports")]  # the leg: known, not filtered
+    assert with_leg.elements[(BRIDGE, "from_port")]['"kvt-fq"'] == "goto readdress"  # the leg: known, not filtered
 
 
 def test_marks_stay_with_their_ports() -> None:
@@ -147,7 +150,7 @@ def test_a_port_that_leaves_takes_its_elements_and_unused_chains_and_sets() -> N
     changes = diff(render_filters(gone, set(), {}), built)
     assert len(changes.del_chains) == 2
     assert sorted(name[0] for _, name in changes.del_sets) == ["g", "g", "r", "r", "r"]  # members, rule sets
-    assert ("bridge", "ports", '"kvt-a"') in changes.del_elements
+    assert ("bridge", "from_port", '"kvt-a"') in changes.del_elements
     assert ("bridge", "sender", '"kvt-a"') in changes.del_elements
 
 

@@ -144,8 +144,9 @@ def element_text(value: Any) -> str:
             low, high = (ipaddress.ip_address(v) for v in value["range"])
             nets = list(ipaddress.summarize_address_range(low, high))  # type: ignore[type-var]
             return str(nets[0]) if len(nets) == 1 else f"{low}-{high}"
-        if "jump" in value:
-            return f"jump {value['jump']['target']}"
+        for verdict in ("jump", "goto"):
+            if verdict in value:
+                return f"{verdict} {value[verdict]['target']}"
         return next(iter(value))  # {"accept": null}
     if isinstance(value, bool) or not isinstance(value, str):
         return str(value)
@@ -181,8 +182,8 @@ class FilterChanges:
 
     def devices(self) -> set[str]:
         """The devices whose elements this changes (their ports wait for it)."""
-        keys = [key for _, name, key, _ in self.add_elements if name in ("ports", "sender", "macs", "v4", "v6")]
-        keys += [key for _, name, key in self.del_elements if name in ("ports", "sender")]
+        keys = [key for _, name, key, _ in self.add_elements if name in ("from_port", "sender", "macs", "v4", "v6")]
+        keys += [key for _, name, key in self.del_elements if name in ("from_port", "sender")]
         return {key.split(" . ")[0].strip('"') for key in keys}
 
     def counts(self) -> tuple[dict[str, int], dict[str, int], dict[str, int]]:

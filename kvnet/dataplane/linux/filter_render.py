@@ -5,25 +5,28 @@ maps keyed by the port's device, so a port coming, changing or going is a few se
 chain -- and a packet costs a few hash or interval lookups however many ports and rules there are.
 
 `bridge kvnet` -- stateless, on every frame a kvnet bridge forwards:
-  from_ports (prerouting, before everything else) a frame from a `kvt-` device kvnet does not plan here
-             is dropped (a tap whose filter is not in place forwards nothing); from a filtered port,
-             it must carry one of the port's MACs (`macs`), an address with its MAC (`v4`, `v6`; ARP
-             the same, and a neighbour advertisement's target: `nd_targets`), no DHCP server or
-             router advertisement and no other ethertype; it gets the port's mark (`sender`), and a
-             FIP holder's IPv4 frame for its distributed router's shared gateway MAC is readdressed
-             to the router's FIP namespace leg (`redirects`).
-  to_ports   (forward) a filtered port receives IPv4, ARP and IPv6 only, unicast only for its MACs,
-             and the frame gets the port's receiving mark (`receiver`: 0x10000 | its index).
+  from_ports (prerouting, before everything else) the sending `kvt-` device's verdict (`from_port`): a
+             device kvnet does not plan here forwards nothing (a tap whose filter is not in place); a
+             port without port security goes straight on; a filtered port's frame is dispatched by
+             ethertype (any other is dropped) to the checks of its kind: one of the port's MACs
+             (`macs`), an address with its MAC (`v4`, `v6`; ARP the same, and a neighbour
+             advertisement's target: `nd_targets`), no DHCP server or router advertisement; it gets the
+             port's mark (`sender`). Then a FIP holder's IPv4 frame for its distributed router's
+             shared gateway MAC is readdressed to the router's FIP namespace leg (`redirects`).
+  to_ports   (forward) the receiving device's verdict (`to_port`): a filtered port receives IPv4, ARP
+             and IPv6 only, unicast only for its MACs, and the frame gets the port's receiving mark
+             (`receiver`: 0x10000 | its index).
   to_host    (input) nothing from a port or a tunnel reaches the host's own stack.
 `inet kvnet` -- stateful, on the same frames as br_netfilter hands them to IP (bridge-nf-call-iptables):
   conntrack_zone (prerouting, raw) the bridge's network's conntrack zone (`zones`), so two tenants
              with the same addresses never share an entry.
-  egress     (prerouting, after conntrack) the sender's rules (`sg_out`: its mark -> its rule chain).
-  ingress    (forward) the receiver's rules (`sg_in`).
-A rule chain (`e-`/`i-` + digest of its content) is shared by every port with the same rules:
-established and related pass, invalid is dropped, neighbour discovery passes, a new connection needs
-a rule (`return`). Its rules are elements of a few sets (`kvnet.dataplane.linux.rule_sets`); a rule
-with a remote group is a rule of its own, the group's members an interval set (`g4-<group id>`, ...).
+  egress     (prerouting, after conntrack) established and related pass; else the sender's rules
+             (`sg_out`: its mark -> its rule chain).
+  ingress    (forward) the same with the receiver's rules (`sg_in`).
+A rule chain (`e-`/`i-` + digest of its content) is shared by every port with the same rules: invalid
+is dropped, neighbour discovery passes, a new connection needs a rule (`return`). Its rules are
+elements of a few sets (`kvnet.dataplane.linux.rule_sets`); a rule with a remote group is a rule of
+its own, the group's members an interval set (`g4-<group id>`, ...).
 """
 
 from __future__ import annotations
@@ -61,10 +64,13 @@ class Container:
 
 # The tables' fixed part: containers, then base chains and the chains they go to. A change here is a
 # new version: the agent then rebuilds both tables in one transaction (`filter_objects`).
-SKELETON_VERSION = "v3"
+SKELETON_VERSION = "v4"
 CONTAINERS = (
-    Container(BRIDGE, "ports", "type ifname;"),  # every kvt- device kvnet plans here
-    Container(BRIDGE, "filtered", "type ifname;"),  # ports with port security
+    # Every kvt- device kvnet plans here, to the chain that checks it: a filtered port's frames to its
+    # checks, any other port's (no port security, a router leg) straight on. A kvt- device not in them
+    # forwards nothing.
+    Container(BRIDGE, "from_port", "type ifname : verdict;", is_map=True),
+    Container(BRIDGE, "to_port", "type ifname : verdict;", is_map=True),
     Container(BRIDGE, "macs", "type ifname . ether_addr;"),
     Container(BRIDGE, "v4", "type ifname . ether_addr . ipv4_addr; flags interval;"),
     Container(BRIDGE, "v6", "type ifname . ether_addr . ipv6_addr; flags interval;"),
@@ -86,40 +92,49 @@ HOOKED = {
     (INET, "egress"): "type filter hook prerouting priority 0; policy accept;",
     (INET, "ingress"): "type filter hook forward priority 0; policy accept;",
 }
+# What a frame from a filtered port is checked for, per ethertype: one dispatch, then only the checks of
+# its kind (an IPv4 frame's source MAC is checked with its address, in `v4`).
+FROM_FILTERED = "ether type vmap { ip : goto sent_ip, arp : goto sent_arp, ip6 : goto sent_ip6 }"
 FIXED_CHAINS: dict[tuple[str, str], tuple[str, ...]] = {
     # Regular chains first: the hooked ones go to them.
     (BRIDGE, "readdress"): ("ether type ip ether daddr set iifname . ether daddr map @redirects", "accept"),
     (BRIDGE, "with_mark"): ("meta mark set iifname map @sender", "goto readdress"),
-    (BRIDGE, "from_ports"): (
-        f'iifname != "{PORT_DEVICES}" accept',
-        "iifname != @ports drop",
-        "iifname != @filtered goto readdress",
-        "iifname . ether saddr != @macs drop",
-        "ether type arp arp operation != { request, reply } drop",
-        "ether type arp iifname . arp saddr ether . arp saddr ip != @v4 drop",
+    (BRIDGE, "sent_ip"): (
         "udp sport 67 udp dport 68 drop",  # a DHCP server's answer
-        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 goto with_mark",  # a DHCP client's ask
-        "ether type ip iifname . ether saddr . ip saddr != @v4 drop",
+        "ip saddr 0.0.0.0 ip daddr 255.255.255.255 udp sport 68 udp dport 67 "  # a DHCP client's ask
+        "iifname . ether saddr @macs goto with_mark",
+        "iifname . ether saddr . ip saddr != @v4 drop",
+        "goto with_mark",
+    ),
+    (BRIDGE, "sent_arp"): (
+        "iifname . ether saddr != @macs drop",
+        "arp operation != { request, reply } drop",
+        "iifname . arp saddr ether . arp saddr ip != @v4 drop",
+        "goto with_mark",
+    ),
+    (BRIDGE, "sent_ip6"): (
+        "iifname . ether saddr != @macs drop",
         "udp sport 547 udp dport 546 drop",  # a DHCPv6 server's answer
         "icmpv6 type nd-router-advert drop",
         "ip6 saddr :: icmpv6 type nd-neighbor-solicit goto with_mark",  # duplicate address detection
         "icmpv6 type nd-neighbor-advert iifname . ether saddr . @th,64,128 != @nd_targets drop",
-        "ether type ip6 iifname . ether saddr . ip6 saddr != @v6 drop",
-        "ether type != { ip, arp, ip6 } drop",  # a VLAN tag would carry any of the above past the checks
+        "iifname . ether saddr . ip6 saddr != @v6 drop",
         "goto with_mark",
     ),
-    (BRIDGE, "to_ports"): (
-        f'oifname != "{PORT_DEVICES}" accept',
-        "oifname != @ports drop",
-        "oifname != @filtered accept",
+    # Any other ethertype (a VLAN tag would carry any of the above past the checks) is dropped.
+    (BRIDGE, "sent_by_filtered"): (FROM_FILTERED, "drop"),
+    (BRIDGE, "to_filtered"): (
         "ether type != { ip, arp, ip6 } drop",
         "meta pkttype != { broadcast, multicast } oifname . ether daddr != @macs drop",
         "meta mark set oifname map @receiver",
     ),
+    (BRIDGE, "from_ports"): ("iifname vmap @from_port", f'iifname "{PORT_DEVICES}" drop'),
+    (BRIDGE, "to_ports"): ("oifname vmap @to_port", f'oifname "{PORT_DEVICES}" drop'),
     (BRIDGE, "to_host"): (f'iifname {{ "{PORT_DEVICES}", "{TUNNEL_DEVICES}" }} drop',),
     (INET, "conntrack_zone"): ("ct zone set iifname map @zones",),
-    (INET, "egress"): ("meta mark vmap @sg_out",),
-    (INET, "ingress"): ("meta mark vmap @sg_in",),
+    # Established and related pass first: only a connection's first packet looks its port's rules up.
+    (INET, "egress"): ("ct state established,related accept", "meta mark vmap @sg_out"),
+    (INET, "ingress"): ("ct state established,related accept", "meta mark vmap @sg_in"),
 }
 
 
@@ -161,8 +176,12 @@ def render_filters(plan: HostPlan, devices: set[str] | None, current_marks: Mapp
     filters = {f.device: f for f in plan.filters}
     out.marks = assign_marks(filters, current_marks)
     for device in [p.device for p in plan.ports] + list(plan.router_leg_devices().values()):
-        if not (fail_closed and device in filters):
-            out.add((BRIDGE, "ports"), quoted(device))
+        if device not in filters:
+            out.add((BRIDGE, "from_port"), quoted(device), "goto readdress")
+            out.add((BRIDGE, "to_port"), quoted(device), "accept")
+        elif not fail_closed:
+            out.add((BRIDGE, "from_port"), quoted(device), "goto sent_by_filtered")
+            out.add((BRIDGE, "to_port"), quoted(device), "goto to_filtered")
     for device, flt in filters.items():
         _render_port(out, flt, out.marks[device])
     for device, redirects in (desired_redirects(plan, devices) if devices is not None else {}).items():
@@ -181,7 +200,6 @@ def render_filters(plan: HostPlan, devices: set[str] | None, current_marks: Mapp
 
 def _render_port(out: DesiredFilters, flt: PortFilter, mark: int) -> None:
     dev = quoted(flt.device)
-    out.add((BRIDGE, "filtered"), dev)
     for mac in sorted({flt.mac, *flt.macs, *(mac for _, mac in flt.sources)}):
         out.add((BRIDGE, "macs"), f"{dev} . {mac}")
     for cidr, mac in flt.sources:
@@ -234,10 +252,10 @@ def _rule_chain(out: DesiredFilters, flt: PortFilter, direction: str) -> str:
 
 
 def sg_chain(out: DesiredFilters, rules: tuple[RuleMatch, ...], direction: str) -> list[str]:
-    """Established and related pass, invalid is dropped, a new connection needs one of the rules for
-    `direction`: a lookup in a few sets, and a rule of its own per remote-group rule."""
-    lines = ["ct state established,related return", "ct state invalid drop",
-             f"icmpv6 type {NEIGHBOUR_DISCOVERY} return"]
+    """What is not established or related (the base chain passed those): invalid is dropped, a new
+    connection needs one of the rules for `direction`: a lookup in a few sets, and a rule of its own per
+    remote-group rule."""
+    lines = ["ct state invalid drop", f"icmpv6 type {NEIGHBOUR_DISCOVERY} return"]
     for version in ("4", "6"):
         mine = [r for r in rules if r.direction == direction and r.ethertype == f"IPv{version}"]
         for kind, elements in rule_sets([r for r in mine if not r.remote_group], version):
